@@ -1,0 +1,193 @@
+//! The crate's one error type.
+
+use crate::InterpreterId;
+
+/// Everything that can go wrong when using the runtime.
+///
+/// Misuse and bad input come back as one of these variants, never as a panic,
+/// an abort or a hang. Each message says what went wrong and, where there is
+/// one, what to do about it. The variant texts follow CPython's where CPython
+/// has an equivalent error (for example `"unrecognized interpreter ID 7"`).
+///
+/// ```
+/// use subinterp::{Error, Runtime, RuntimeConfig};
+///
+/// let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+/// let err = rt.get(42).unwrap_err();
+/// assert!(matches!(err, Error::InterpreterNotFound { id: 42 }));
+/// assert_eq!(err.to_string(), "unrecognized interpreter ID 42");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No live interpreter has this id (it never existed, or it was closed and
+    /// unlinked). Ids are never reused.
+    #[error("unrecognized interpreter ID {id}")]
+    InterpreterNotFound {
+        /// The id that was asked for.
+        id: InterpreterId,
+    },
+
+    /// The interpreter is finalizing or closed: it accepts no new work.
+    #[error("interpreter {id} is closed (or being closed); create a new interpreter to run more work")]
+    InterpreterClosed {
+        /// The closed interpreter.
+        id: InterpreterId,
+    },
+
+    /// `close()` was refused because other threads are inside the interpreter
+    /// (holding its GIL, waiting for it, or detached in `allow_threads`).
+    #[error(
+        "interpreter running: interpreter {id} has {threads} other thread(s) inside with_gil; \
+         let them leave (an InterruptHandle can ask them to) and close again"
+    )]
+    InterpreterRunning {
+        /// The interpreter that is still in use.
+        id: InterpreterId,
+        /// How many other threads were inside it.
+        threads: usize,
+    },
+
+    /// `close()` was called for the interpreter the calling thread is inside.
+    #[error("cannot destroy the current interpreter ({id}); close it from outside its with_gil")]
+    CannotCloseCurrent {
+        /// The interpreter the caller is inside.
+        id: InterpreterId,
+    },
+
+    /// The main interpreter cannot close while subinterpreters are alive.
+    #[error(
+        "cannot close the main interpreter while {remaining} subinterpreter(s) are alive; \
+         close them first (or drop the Runtime, which closes all of them)"
+    )]
+    MainHasSubinterpreters {
+        /// How many subinterpreters were still alive.
+        remaining: usize,
+    },
+
+    /// An `InterpreterConfig` (or `RuntimeConfig`) contradicts itself.
+    #[error("invalid interpreter config: {reason}")]
+    InvalidConfig {
+        /// What is contradictory, and what to change.
+        reason: String,
+    },
+
+    /// The calling thread holds one interpreter's GIL and asked for another's.
+    /// A thread holds at most one GIL at a time: release the first one with
+    /// `Gil::allow_threads` and enter the second from inside that closure.
+    #[error(
+        "this thread holds the GIL of interpreter {held} and asked for interpreter {requested}; \
+         a thread holds one GIL at a time: call gil.allow_threads(|| other.with_gil(..))"
+    )]
+    GilHeldByOtherInterpreter {
+        /// The interpreter whose GIL the thread holds.
+        held: InterpreterId,
+        /// The interpreter it asked to enter.
+        requested: InterpreterId,
+    },
+
+    /// A handle that belongs to one interpreter was used with another
+    /// interpreter's GIL token.
+    #[error("object belongs to interpreter {owner} but was used with the GIL of interpreter {used_with}")]
+    WrongInterpreter {
+        /// The interpreter the handle belongs to.
+        owner: InterpreterId,
+        /// The interpreter whose token was presented.
+        used_with: InterpreterId,
+    },
+
+    /// An `InterruptHandle` asked the interpreter to stop; reported by the
+    /// first checkpoint that saw the request.
+    #[error("interpreter {id} was interrupted")]
+    Interrupted {
+        /// The interrupted interpreter.
+        id: InterpreterId,
+    },
+
+    /// A user callback (pending call, hook, finalizer, …) panicked. The panic was
+    /// caught at the boundary; every GIL and lock it held was released.
+    #[error("{context} panicked: {message}")]
+    CallbackPanicked {
+        /// Which kind of callback panicked.
+        context: &'static str,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+
+    /// The interpreter was created with `allow_threads: false` and a second OS
+    /// thread tried to enter it.
+    #[error(
+        "thread is not supported for this interpreter ({id}): it was created with \
+         allow_threads = false and is bound to the first thread that entered it"
+    )]
+    ThreadsNotAllowed {
+        /// The single-threaded interpreter.
+        id: InterpreterId,
+    },
+
+    /// `decref_id` was called more times than `incref_id`.
+    #[error("interpreter {id}: id refcount would drop below zero (decref without a matching incref)")]
+    IdRefUnderflow {
+        /// The interpreter whose count would underflow.
+        id: InterpreterId,
+    },
+
+    /// An allocation would exceed the interpreter's memory budget
+    /// (`InterpreterConfig::memory_limit`, or a limiter hook said no).
+    #[error(
+        "MemoryError: interpreter {id} cannot allocate {requested} bytes: {in_use} of its {limit}-byte limit \
+         are in use; raise memory_limit or free objects"
+    )]
+    MemoryError {
+        /// The interpreter whose budget is exhausted.
+        id: InterpreterId,
+        /// The size of the refused request, in bytes.
+        requested: usize,
+        /// Bytes counted against the budget when the request came.
+        in_use: usize,
+        /// The budget in force, in bytes.
+        limit: usize,
+    },
+
+    /// The operating system refused to map memory for an interpreter's heap.
+    #[error("interpreter {id}: mapping {size} bytes failed: {reason}")]
+    MmapFailed {
+        /// The interpreter that asked.
+        id: InterpreterId,
+        /// The size of the mapping, in bytes.
+        size: usize,
+        /// What the operating system said.
+        reason: String,
+    },
+
+    /// A free (or realloc) named memory this heap does not own, or memory
+    /// already freed. Nothing was changed.
+    #[error("interpreter {id}: refused to free {addr:#x}: {reason}")]
+    InvalidFree {
+        /// The interpreter whose heap refused.
+        id: InterpreterId,
+        /// The address that was passed.
+        addr: usize,
+        /// Why: "not owned by this heap", "double free", "owned by interpreter N", …
+        reason: String,
+    },
+
+    /// The calling thread is exiting (its thread-locals are being destroyed),
+    /// so it can no longer enter or close interpreters.
+    #[error("this thread is exiting and can no longer enter an interpreter")]
+    ThreadExiting,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Renders a caught panic payload as text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

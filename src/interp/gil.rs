@@ -1,0 +1,252 @@
+//! The per-interpreter GIL.
+//!
+//! CPython's protocol (`Python/ceval_gil.c`), re-done on one atomic word:
+//!
+//! * `word` holds `LOCKED` and `WAITERS`. Taking an uncontended GIL is one
+//!   compare-and-swap; releasing it with no waiters is another. The mutex and
+//!   condition variables are touched only when threads wait.
+//! * A waiter sleeps for one switch interval (default 5 ms). If the GIL did not
+//!   change hands during a whole interval it sets `drop_request`, which the
+//!   holder sees at its next [`checkpoint`](crate::Gil::checkpoint).
+//! * Forced switching: a holder that yields because of a drop request waits
+//!   on `switch_cond` until another thread has taken the GIL, so it cannot
+//!   take it straight back.
+//! * Better than CPython: a thread returning from a blocking call
+//!   ([`allow_threads`](crate::Gil::allow_threads)) is a *priority* waiter and
+//!   sets the drop request at once instead of after a whole interval, which
+//!   removes the convoy effect (bpo-7946). Its wait is bounded by the holder's
+//!   checkpoint spacing, not by the switch interval.
+//! * Newcomers do not barge past sleeping waiters: while `WAITERS` is set the
+//!   fast path is closed and every acquirer queues on the condition variable.
+
+use std::time::{Duration, Instant};
+
+use crate::sync::{self, AtomicBool, AtomicU32, AtomicU64, Condvar, Mutex, Ordering};
+
+const LOCKED: u32 = 1;
+const WAITERS: u32 = 2;
+
+/// Statistics of one GIL, as returned by [`Interpreter::gil_stats`](crate::Interpreter::gil_stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GilStats {
+    /// Times the GIL was taken (fast path and slow path).
+    pub acquisitions: u64,
+    /// Times a thread found the GIL taken and had to wait.
+    pub contended_acquisitions: u64,
+    /// Total time threads spent waiting for the GIL.
+    pub wait_total: Duration,
+    /// Longest single wait.
+    pub wait_max: Duration,
+    /// Times the GIL changed owner (CPython's `switch_number`).
+    pub switches: u64,
+    /// Times a holder yielded because a waiter asked it to (drop requests honoured).
+    pub forced_switches: u64,
+}
+
+/// Counters written only by the GIL holder (load + store, no read-modify-write
+/// on the hot path) and read by anyone.
+#[derive(Debug, Default)]
+struct StatCells {
+    acquisitions: AtomicU64,
+    contended: AtomicU64,
+    wait_total_ns: AtomicU64,
+    wait_max_ns: AtomicU64,
+    forced: AtomicU64,
+}
+
+#[inline]
+fn bump(c: &AtomicU64, by: u64) {
+    // Only the GIL holder writes these counters, so a plain load + store
+    // cannot lose an update; readers may see a slightly stale value.
+    c.store(c.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
+}
+
+#[derive(Debug, Default)]
+struct Slow {
+    /// Threads sleeping (or about to sleep) on `cond`.
+    waiters: u32,
+}
+
+/// One GIL. Shared through an `Arc` by every interpreter that runs under it.
+#[derive(Debug)]
+pub(crate) struct RawGil {
+    word: AtomicU32,
+    /// The eval-breaker bit of this GIL: "holder, please yield".
+    drop_request: AtomicBool,
+    slow: Mutex<Slow>,
+    cond: Condvar,
+    switch_cond: Condvar,
+    /// Ownership changes (CPython's `switch_number`); written by the holder.
+    switch_number: AtomicU64,
+    /// Thread uid of the last holder (CPython's `last_holder`).
+    last_holder: AtomicU64,
+    interval_ns: AtomicU64,
+    stats: StatCells,
+}
+
+impl RawGil {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            word: AtomicU32::new(0),
+            drop_request: AtomicBool::new(false),
+            slow: Mutex::new(Slow::default()),
+            cond: Condvar::new(),
+            switch_cond: Condvar::new(),
+            switch_number: AtomicU64::new(0),
+            last_holder: AtomicU64::new(0),
+            interval_ns: AtomicU64::new(interval.as_nanos().min(u64::MAX as u128) as u64),
+            stats: StatCells::default(),
+        }
+    }
+
+    /// The switch interval.
+    pub(crate) fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_interval(&self, d: Duration) {
+        self.interval_ns.store(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Whether some thread holds the GIL right now (a racy snapshot).
+    pub(crate) fn is_locked(&self) -> bool {
+        self.word.load(Ordering::SeqCst) & LOCKED != 0
+    }
+
+    /// Whether a waiter asked the holder to yield. Read by the holder only.
+    #[inline]
+    pub(crate) fn drop_requested(&self) -> bool {
+        self.drop_request.load(Ordering::Relaxed)
+    }
+
+    /// Takes the GIL if nobody holds it and nobody is queued; never blocks.
+    #[inline]
+    pub(crate) fn try_acquire(&self, me: u64) -> bool {
+        if self.word.compare_exchange(0, LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
+            self.on_acquired_fast(me);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes the GIL, waiting as long as needed.
+    ///
+    /// `priority` marks a thread coming back from a blocking call: it asks the
+    /// holder to yield at once instead of after a switch interval.
+    #[inline]
+    pub(crate) fn acquire(&self, me: u64, priority: bool) {
+        if !self.try_acquire(me) {
+            self.acquire_slow(me, priority);
+        }
+    }
+
+    #[inline]
+    fn on_acquired_fast(&self, me: u64) {
+        bump(&self.stats.acquisitions, 1);
+        if self.last_holder.load(Ordering::Relaxed) != me {
+            self.last_holder.store(me, Ordering::Relaxed);
+            bump(&self.switch_number, 1);
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self, me: u64, priority: bool) {
+        let start = Instant::now();
+        let mut slow = sync::lock(&self.slow);
+        slow.waiters += 1;
+        self.word.fetch_or(WAITERS, Ordering::SeqCst);
+        let mut asked = false;
+        loop {
+            let prev = self.word.fetch_or(LOCKED, Ordering::SeqCst);
+            if prev & LOCKED == 0 {
+                break;
+            }
+            if priority && !asked {
+                self.drop_request.store(true, Ordering::Release);
+                asked = true;
+            }
+            let seen_switch = self.switch_number.load(Ordering::Relaxed);
+            let (s, timed_out) = sync::wait_timeout(&self.cond, &self.slow, slow, self.interval());
+            slow = s;
+            if timed_out
+                && self.word.load(Ordering::Relaxed) & LOCKED != 0
+                && self.switch_number.load(Ordering::Relaxed) == seen_switch
+            {
+                // A whole interval without a switch: ask the holder to yield.
+                self.drop_request.store(true, Ordering::Release);
+            }
+        }
+        slow.waiters -= 1;
+        if slow.waiters == 0 {
+            self.word.fetch_and(!WAITERS, Ordering::SeqCst);
+        }
+        // We hold the GIL now: any pending request was addressed to the
+        // previous holder.
+        self.drop_request.store(false, Ordering::Relaxed);
+        bump(&self.stats.acquisitions, 1);
+        bump(&self.stats.contended, 1);
+        let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        bump(&self.stats.wait_total_ns, waited);
+        if waited > self.stats.wait_max_ns.load(Ordering::Relaxed) {
+            self.stats.wait_max_ns.store(waited, Ordering::Relaxed);
+        }
+        if self.last_holder.load(Ordering::Relaxed) != me {
+            self.last_holder.store(me, Ordering::Relaxed);
+            bump(&self.switch_number, 1);
+            // Wake a forced-switch dropper waiting for exactly this.
+            self.switch_cond.notify_all();
+        }
+        drop(slow);
+    }
+
+    /// Releases the GIL. The caller must hold it.
+    #[inline]
+    pub(crate) fn release(&self) {
+        if self.word.compare_exchange(LOCKED, 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            self.release_slow();
+        }
+    }
+
+    #[cold]
+    fn release_slow(&self) {
+        let slow = sync::lock(&self.slow);
+        self.word.fetch_and(!LOCKED, Ordering::SeqCst);
+        self.cond.notify_one();
+        drop(slow);
+    }
+
+    /// Honours a drop request: if another thread waits, hand it the GIL and
+    /// wait until it has taken it (forced switching), then queue to take the
+    /// GIL back. Returns whether the GIL changed hands. The caller holds it.
+    pub(crate) fn yield_to_waiter(&self, me: u64) -> bool {
+        let mut slow = sync::lock(&self.slow);
+        self.drop_request.store(false, Ordering::Relaxed);
+        if slow.waiters == 0 {
+            // Stale request (the waiter left or got the GIL another way): keep it.
+            return false;
+        }
+        bump(&self.stats.forced, 1);
+        self.word.fetch_and(!LOCKED, Ordering::SeqCst);
+        self.cond.notify_one();
+        // FORCE_SWITCHING: do not re-take the GIL before someone else had it.
+        while slow.waiters > 0 && self.last_holder.load(Ordering::Relaxed) == me {
+            slow = sync::wait(&self.switch_cond, slow);
+        }
+        drop(slow);
+        self.acquire(me, false);
+        true
+    }
+
+    /// A snapshot of the statistics.
+    pub(crate) fn stats(&self) -> GilStats {
+        GilStats {
+            acquisitions: self.stats.acquisitions.load(Ordering::Relaxed),
+            contended_acquisitions: self.stats.contended.load(Ordering::Relaxed),
+            wait_total: Duration::from_nanos(self.stats.wait_total_ns.load(Ordering::Relaxed)),
+            wait_max: Duration::from_nanos(self.stats.wait_max_ns.load(Ordering::Relaxed)),
+            switches: self.switch_number.load(Ordering::Relaxed),
+            forced_switches: self.stats.forced.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Thread states and "which interpreter am I in".
+//!
+//! Each OS thread has one [`ThreadCtx`] in a thread-local. It holds:
+//! * `top`: the innermost `with_gil` frame of this thread. Frames live on the
+//!   Rust stack of `with_gil` and link to the frame they nest in, so finding
+//!   the current interpreter is one thread-local read (O(1)), and "is this
+//!   thread inside interpreter X anywhere on its stack" is a walk of the
+//!   frames (a handful at most).
+//! * the thread's thread states: one per interpreter it has entered, created
+//!   on first entry (CPython's `PyThreadState`, one per (OS thread,
+//!   interpreter)). Each interpreter counts its thread states; the count drops
+//!   when the thread exits.
+
+use std::cell::{Cell, RefCell};
+
+use super::{Interpreter, Record};
+use crate::sync::{self, Arc, Ordering};
+
+/// Source of unique thread ids (never 0, so 0 can mean "nobody").
+static NEXT_THREAD_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One `with_gil` activation on this thread.
+pub(crate) struct Frame {
+    /// The interpreter this frame is inside. Valid for the frame's life: the
+    /// `with_gil` caller holds the `Interpreter` that `handle` points to.
+    pub(crate) handle: *const Interpreter,
+    /// Whether this thread holds that interpreter's GIL right now (false
+    /// inside `allow_threads`).
+    pub(crate) holds: Cell<bool>,
+    /// The frame this one nests in, or null.
+    pub(crate) prev: *const Frame,
+}
+
+impl Frame {
+    /// The interpreter record of this frame.
+    pub(crate) fn record(&self) -> &Record {
+        // SAFETY: `handle` points to the `Interpreter` borrowed by the
+        // `with_gil` call that owns this frame; it outlives the frame.
+        unsafe { &(*self.handle).rec }
+    }
+
+    /// The interpreter handle of this frame.
+    pub(crate) fn handle(&self) -> &Interpreter {
+        // SAFETY: as in `record`.
+        unsafe { &*self.handle }
+    }
+}
+
+struct TsEntry {
+    /// Weak, so that a thread that once entered an interpreter does not keep
+    /// its record alive; the allocation stays, so `ptr` cannot be reused.
+    interp: sync::Weak<Record>,
+    ptr: *const Record,
+    tstate_id: u64,
+}
+
+/// Per-OS-thread context.
+pub(crate) struct ThreadCtx {
+    pub(crate) uid: u64,
+    pub(crate) top: Cell<*const Frame>,
+    tstates: RefCell<Vec<TsEntry>>,
+}
+
+sync::thread_local! {
+    static CTX: ThreadCtx = ThreadCtx::new();
+}
+
+impl ThreadCtx {
+    fn new() -> Self {
+        Self {
+            uid: NEXT_THREAD_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            top: Cell::new(std::ptr::null()),
+            tstates: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with this thread's context, or returns `None` while the
+    /// thread-local is being torn down at thread exit.
+    pub(crate) fn with<R>(f: impl FnOnce(&ThreadCtx) -> R) -> Option<R> {
+        CTX.try_with(f).ok()
+    }
+
+    /// The innermost frame, if any.
+    pub(crate) fn top_frame(&self) -> Option<&Frame> {
+        let p = self.top.get();
+        // SAFETY: `top` always points to a live frame on this thread's stack
+        // (frames unlink themselves before they are dropped) or is null.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The frame whose GIL this thread holds, if it holds one.
+    pub(crate) fn holding_frame(&self) -> Option<&Frame> {
+        self.top_frame().filter(|f| f.holds.get())
+    }
+
+    /// Whether any frame of this thread is inside `rec`.
+    pub(crate) fn is_inside(&self, rec: &Record) -> bool {
+        let mut p = self.top.get();
+        while !p.is_null() {
+            // SAFETY: frames in the chain are live (see `top_frame`).
+            let f = unsafe { &*p };
+            if std::ptr::eq(f.record(), rec) {
+                return true;
+            }
+            p = f.prev;
+        }
+        false
+    }
+
+    /// Returns this thread's thread-state id in `interp`, creating the thread
+    /// state on first entry.
+    pub(crate) fn tstate_id(&self, interp: &Arc<Record>) -> u64 {
+        let mut v = self.tstates.borrow_mut();
+        let ptr = Arc::as_ptr(interp);
+        if let Some(e) = v.iter().find(|e| e.ptr == ptr) {
+            return e.tstate_id;
+        }
+        // Forget thread states of closed interpreters before adding one.
+        v.retain(|e| sync::upgrade(&e.interp).is_some_and(|r| !r.is_closed()));
+        let tstate_id = interp.next_tstate_id.fetch_add(1, Ordering::Relaxed);
+        interp.thread_states.fetch_add(1, Ordering::Relaxed);
+        v.push(TsEntry { interp: sync::downgrade(interp), ptr, tstate_id });
+        tstate_id
+    }
+}
+
+impl Drop for ThreadCtx {
+    fn drop(&mut self) {
+        for e in self.tstates.get_mut().drain(..) {
+            if let Some(r) = sync::upgrade(&e.interp) {
+                r.thread_states.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! # subinterp
+//!
+//! The runtime core that lets one process host many isolated interpreters
+//! running truly in parallel, one GIL each: the per-interpreter record
+//! CPython calls `PyInterpreterState`, rebuilt for lock-free concurrency and
+//! checked with loom.
+//!
+//! * [`Runtime`]: the process-wide record. A lock-free, epoch-reclaimed
+//!   registry of live interpreters (wait-free lookup by id), the id counter
+//!   (main = 0, then 1, 2, … never reused) and the main interpreter.
+//! * [`Interpreter`]: a cheap `Send + Sync` handle to one interpreter, with
+//!   its own GIL ([`GilMode::Own`]) or main's ([`GilMode::Shared`]).
+//! * [`Gil`]: the branded, `!Send` token that [`Interpreter::with_gil`] hands
+//!   to its closure; everything that touches an interpreter's heap takes it.
+//! * [`Gil::checkpoint`]: the safepoint (eval breaker): yields the GIL when
+//!   asked, runs pending calls, reports interrupts.
+//!
+//! ```
+//! use subinterp::{InterpreterConfig, Runtime, RuntimeConfig};
+//!
+//! let rt = Runtime::new(RuntimeConfig::default())?;
+//! let workers: Vec<_> = (0..2)
+//!     .map(|_| rt.create(InterpreterConfig::isolated()))
+//!     .collect::<Result<_, _>>()?;
+//! std::thread::scope(|s| {
+//!     for w in &workers {
+//!         // Each thread runs in its own interpreter, under its own GIL: in parallel.
+//!         s.spawn(move || {
+//!             w.with_gil(|g| {
+//!                 let mut acc = 0u64;
+//!                 for i in 0..10_000u64 {
+//!                     acc = acc.wrapping_add(i * i);
+//!                     g.checkpoint()?; // safepoint: pending calls, interrupts, GIL hand-off
+//!                 }
+//!                 Ok::<_, subinterp::Error>(acc)
+//!             })
+//!         });
+//!     }
+//! });
+//! for w in workers {
+//!     w.close()?;
+//! }
+//! # Ok::<(), subinterp::Error>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod interp;
+mod registry;
+mod runtime;
+mod sync;
+
+pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
+pub use error::{Error, Result};
+pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
+pub use runtime::{Runtime, RuntimeStats};
+
+/// An interpreter id: main is 0, then 1, 2, … in creation order, never reused.
+pub type InterpreterId = u64;

@@ -1,0 +1,212 @@
+//! The process-wide record: the registry, the id counter and main.
+
+use crate::config::{GilMode, InterpreterConfig, RuntimeConfig};
+use crate::error::{Error, Result};
+use crate::interp::gil::RawGil;
+use crate::interp::{Counters, Interpreter, Record};
+use crate::registry::Registry;
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::InterpreterId;
+
+static NEXT_RUNTIME_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How many deferred frees [`Runtime::quiesce`] drives at most.
+const QUIESCE_ROUNDS: usize = 4096;
+
+pub(crate) struct RuntimeInner {
+    pub(crate) uid: u64,
+    pub(crate) registry: Registry,
+    pub(crate) main: Arc<Record>,
+    pub(crate) finalizing: AtomicBool,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+    config: RuntimeConfig,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        // No handle is left, so no thread is inside any interpreter: whatever
+        // is still registered (closes that were deferred) closes here, and
+        // its queued pending calls are dropped unrun.
+        for rec in self.registry.snapshot() {
+            rec.force_close();
+        }
+    }
+}
+
+/// Runtime-wide counters, from [`Runtime::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeStats {
+    /// Interpreters in the registry (main included).
+    pub live: usize,
+    /// Interpreters created so far (main included): the next id.
+    pub created: u64,
+    /// Interpreter records whose memory has been freed (closed, unlinked,
+    /// reclaimed, and no handle left).
+    pub records_freed: usize,
+    /// Registry frees deferred by the epoch collector and not run yet.
+    pub deferred_frees: usize,
+}
+
+/// The process-wide record (CPython's `_PyRuntime`): owns the registry of live
+/// interpreters, the id counter and the main interpreter (id 0).
+///
+/// Create one per process with [`Runtime::global`], or independent ones with
+/// [`Runtime::new`] (tests, embedders that want several). Dropping a `Runtime`
+/// finalizes it: every interpreter is closed (one that a thread is still
+/// inside is closed by the last thread to leave), then main.
+///
+/// ```
+/// use subinterp::{InterpreterConfig, Runtime, RuntimeConfig};
+///
+/// let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+/// assert_eq!(rt.main().id(), 0);
+/// let a = rt.create(InterpreterConfig::isolated()).unwrap();
+/// let b = rt.create(InterpreterConfig::isolated()).unwrap();
+/// assert_eq!((a.id(), b.id()), (1, 2));
+/// assert_eq!(rt.get(2).unwrap(), b);
+/// assert_eq!(rt.ids(), vec![0, 1, 2]);
+/// ```
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("uid", &self.inner.uid).field("stats", &self.stats()).finish()
+    }
+}
+
+impl Runtime {
+    /// Creates an independent runtime with its main interpreter.
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a bad switch interval.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime> {
+        config.validate()?;
+        let uid = NEXT_RUNTIME_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let counters = Arc::new(Counters::default());
+        let gil = Arc::new(RawGil::new(config.switch_interval));
+        let main = Arc::new(Record::new(0, InterpreterConfig::main(), gil, counters.clone()));
+        let registry = Registry::new(uid);
+        registry.insert(main.clone());
+        let inner = RuntimeInner {
+            uid,
+            registry,
+            main,
+            finalizing: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            counters,
+            config,
+        };
+        Ok(Runtime { inner: Arc::new(inner) })
+    }
+
+    /// The lazily created process-wide runtime (default config). It is never
+    /// dropped.
+    #[cfg(not(loom))]
+    pub fn global() -> &'static Runtime {
+        static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+        GLOBAL.get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("the default RuntimeConfig is valid"))
+    }
+
+    /// The config this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// The main interpreter (id 0).
+    pub fn main(&self) -> Interpreter {
+        Interpreter { rec: self.inner.main.clone(), rt: self.inner.clone() }
+    }
+
+    /// Creates an interpreter. It is `Ready` when this returns; nothing is
+    /// mapped or allocated for its heap until it is used.
+    ///
+    /// Errors: [`Error::InvalidConfig`] for a contradictory config;
+    /// [`Error::InterpreterClosed`] (id 0) once main is closed.
+    pub fn create(&self, config: InterpreterConfig) -> Result<Interpreter> {
+        config.validate()?;
+        let rt = &self.inner;
+        if rt.main.is_closed() || rt.finalizing.load(Ordering::SeqCst) {
+            return Err(Error::InterpreterClosed { id: 0 });
+        }
+        let gil = match config.gil {
+            GilMode::Own => {
+                Arc::new(RawGil::new(config.switch_interval.unwrap_or(crate::config::DEFAULT_SWITCH_INTERVAL)))
+            }
+            GilMode::Shared => rt.main.gil.clone(),
+        };
+        let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
+        let rec = Arc::new(Record::new(id, config, gil, rt.counters.clone()));
+        rt.registry.insert(rec.clone());
+        let interp = Interpreter { rec, rt: rt.clone() };
+        // Main closed while we were inserting: undo.
+        if rt.main.is_closed() {
+            let _ = interp.close();
+            return Err(Error::InterpreterClosed { id: 0 });
+        }
+        Ok(interp)
+    }
+
+    /// The live interpreter with this id: wait-free, O(log n), no lock.
+    ///
+    /// Errors: [`Error::InterpreterNotFound`] (never existed, or closed).
+    pub fn get(&self, id: InterpreterId) -> Result<Interpreter> {
+        match self.inner.registry.get(id) {
+            Some(rec) => Ok(Interpreter { rec, rt: self.inner.clone() }),
+            None => Err(Error::InterpreterNotFound { id }),
+        }
+    }
+
+    /// Handles to every live interpreter, in id order (one consistent snapshot).
+    pub fn interpreters(&self) -> Vec<Interpreter> {
+        self.inner.registry.snapshot().into_iter().map(|rec| Interpreter { rec, rt: self.inner.clone() }).collect()
+    }
+
+    /// Ids of every live interpreter, in order.
+    pub fn ids(&self) -> Vec<InterpreterId> {
+        self.inner.registry.ids()
+    }
+
+    /// Number of live interpreters (main included).
+    pub fn len(&self) -> usize {
+        self.inner.registry.len()
+    }
+
+    /// Always false: main is live until the runtime is finalized.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters: live, created, freed records, deferred frees.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            live: self.inner.registry.len(),
+            created: self.inner.next_id.load(Ordering::Relaxed),
+            records_freed: self.inner.counters.records_freed.load(Ordering::Relaxed),
+            deferred_frees: self.inner.registry.garbage(),
+        }
+    }
+
+    /// Drives the registry's epoch collector until every deferred free has
+    /// run. Returns how many are still outstanding: 0 unless another thread
+    /// is in the middle of a registry read.
+    pub fn quiesce(&self) -> usize {
+        self.inner.registry.quiesce(QUIESCE_ROUNDS)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let rt = &self.inner;
+        rt.finalizing.store(true, Ordering::SeqCst);
+        for interp in self.interpreters() {
+            if !interp.is_main() {
+                let _ = interp.close_or_defer();
+            }
+        }
+        let _ = self.main().close_or_defer();
+        rt.registry.quiesce(QUIESCE_ROUNDS);
+    }
+}
