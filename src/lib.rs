@@ -48,6 +48,8 @@
 mod config;
 mod error;
 mod interp;
+mod mem;
+mod module;
 mod registry;
 mod runtime;
 mod sync;
@@ -55,6 +57,7 @@ mod sync;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
 pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
+pub use mem::LeakReport;
 pub use runtime::{Runtime, RuntimeStats};
 
 /// An interpreter id: main is 0, then 1, 2, … in creation order, never reused.

@@ -21,6 +21,9 @@ pub(crate) struct RuntimeInner {
     next_id: AtomicU64,
     counters: Arc<Counters>,
     config: RuntimeConfig,
+    /// Runtime-wide module state (issue 5).
+    #[allow(dead_code)]
+    pub(crate) modules: crate::module::RuntimeModules,
 }
 
 impl Drop for RuntimeInner {
@@ -98,6 +101,7 @@ impl Runtime {
             next_id: AtomicU64::new(1),
             counters,
             config,
+            modules: crate::module::RuntimeModules::default(),
         };
         Ok(Runtime { inner: Arc::new(inner) })
     }

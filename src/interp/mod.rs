@@ -48,6 +48,8 @@ pub struct CloseReport {
     pub pending_calls_run: usize,
     /// Errors raised by those calls (caught panics). Finalization completed anyway.
     pub pending_call_errors: Vec<Error>,
+    /// Heap blocks still allocated when the heap was unmapped.
+    pub leaked: crate::mem::LeakReport,
 }
 
 /// Process-wide counters shared by a runtime and its records.
@@ -79,6 +81,10 @@ pub(crate) struct Record {
     pub(crate) next_tstate_id: AtomicU64,
     pub(crate) thread_states: AtomicUsize,
     counters: Arc<Counters>,
+    /// The interpreter's heap (issue 3); touched only under its GIL.
+    pub(crate) heap: crate::mem::InterpHeap,
+    /// The interpreter's module tables (issue 5).
+    pub(crate) modules: crate::module::ModuleTable,
 }
 
 impl std::fmt::Debug for Record {
@@ -97,7 +103,6 @@ impl Record {
     pub(crate) fn new(id: InterpreterId, config: InterpreterConfig, gil: Arc<RawGil>, counters: Arc<Counters>) -> Self {
         Self {
             id,
-            config,
             gil,
             lifecycle: AtomicU8::new(READY),
             outside: AtomicUsize::new(0),
@@ -110,6 +115,9 @@ impl Record {
             next_tstate_id: AtomicU64::new(1),
             thread_states: AtomicUsize::new(0),
             counters,
+            heap: crate::mem::InterpHeap::new(id, config.memory_limit),
+            modules: crate::module::ModuleTable::new(),
+            config,
         }
     }
 
@@ -554,6 +562,10 @@ impl Interpreter {
             }
         }
         rec.breaker.store(0, Ordering::Relaxed);
+        // Services go in reverse order of need: modules (whose states may
+        // hold heap memory) before the heap itself.
+        rec.modules.teardown();
+        report.leaked = rec.heap.teardown();
         ctx.top.set(frame.prev);
 
         rec.lifecycle.store(CLOSED, Ordering::SeqCst);
