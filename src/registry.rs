@@ -21,8 +21,9 @@
 //! Each runtime has its own `Collector`, so a runtime's garbage never waits on
 //! another runtime's readers and [`Registry::quiesce`] can drain it to zero.
 
-use crossbeam_epoch::{self as epoch, Atomic, Collector, Guard, LocalHandle, Owned, Shared};
+use crossbeam_epoch::{self as epoch, Atomic, Collector, Guard, Owned, Shared};
 
+use crate::interp::tstate::ThreadCtx;
 use crate::interp::Record;
 use crate::sync::{self, Arc, AtomicUsize, Ordering};
 use crate::InterpreterId;
@@ -58,13 +59,6 @@ struct SendList(*mut List);
 // freed exactly once, by the deferred function that carries it.
 unsafe impl Send for SendList {}
 
-sync::thread_local! {
-    /// This thread's epoch handle for each runtime it has touched, tagged with
-    /// the runtime's uid and a weak "alive" token used to prune dead runtimes.
-    static HANDLES: std::cell::RefCell<Vec<(u64, sync::Weak<()>, LocalHandle)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
 pub(crate) struct Registry {
     uid: u64,
     alive: Arc<()>,
@@ -93,9 +87,8 @@ impl Registry {
 
     /// Pins this registry's collector on the calling thread.
     fn pin(&self) -> Guard {
-        let pinned = HANDLES
-            .try_with(|h| {
-                let mut h = h.borrow_mut();
+        let pinned = ThreadCtx::with(|ctx| {
+                let mut h = ctx.epoch_handles.borrow_mut();
                 if let Some((_, _, handle)) = h.iter().find(|(uid, _, _)| *uid == self.uid) {
                     return handle.pin();
                 }
@@ -104,8 +97,7 @@ impl Registry {
                 let guard = handle.pin();
                 h.push((self.uid, sync::downgrade(&self.alive), handle));
                 guard
-            })
-            .ok();
+            });
         // During thread-local teardown, fall back to a fresh handle (its
         // guard keeps the participant registered until dropped).
         pinned.unwrap_or_else(|| self.collector.register().pin())
@@ -288,8 +280,8 @@ impl Drop for Registry {
         // Our own thread's handle for this collector goes now; what is still
         // queued runs when the last handle (another thread's) is dropped.
         let uid = self.uid;
-        let _ = HANDLES.try_with(|h| {
-            if let Ok(mut h) = h.try_borrow_mut() {
+        let _ = ThreadCtx::with(|ctx| {
+            if let Ok(mut h) = ctx.epoch_handles.try_borrow_mut() {
                 h.retain(|(u, _, _)| *u != uid);
             }
         });

@@ -11,7 +11,11 @@ use crate::InterpreterId;
 static NEXT_RUNTIME_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// How many deferred frees [`Runtime::quiesce`] drives at most.
+#[cfg(not(loom))]
 const QUIESCE_ROUNDS: usize = 4096;
+/// Under loom every round is explored: keep it small.
+#[cfg(loom)]
+const QUIESCE_ROUNDS: usize = 3;
 
 pub(crate) struct RuntimeInner {
     pub(crate) uid: u64,

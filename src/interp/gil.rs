@@ -25,6 +25,12 @@ use crate::sync::{self, AtomicBool, AtomicU32, AtomicU64, Condvar, Mutex, Orderi
 
 const LOCKED: u32 = 1;
 const WAITERS: u32 = 2;
+/// An interpreter under this GIL is to be closed by the last thread that
+/// leaves it: forces releases onto the slow path, which tells the releaser to
+/// check. Living in the GIL word makes "set request, then find the GIL busy"
+/// and "release, then look for a request" two RMWs on one location, so one of
+/// the two sides always sees the other.
+const CLOSE_PENDING: u32 = 4;
 
 /// Statistics of one GIL, as returned by [`Interpreter::gil_stats`](crate::Interpreter::gil_stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,6 +71,8 @@ fn bump(c: &AtomicU64, by: u64) {
 struct Slow {
     /// Threads sleeping (or about to sleep) on `cond`.
     waiters: u32,
+    /// Interpreters under this GIL with a close deferred to their last thread.
+    pending_closes: u32,
 }
 
 /// One GIL. Shared through an `Arc` by every interpreter that runs under it.
@@ -122,11 +130,16 @@ impl RawGil {
     /// Takes the GIL if nobody holds it and nobody is queued; never blocks.
     #[inline]
     pub(crate) fn try_acquire(&self, me: u64) -> bool {
-        if self.word.compare_exchange(0, LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
-            self.on_acquired_fast(me);
-            true
-        } else {
-            false
+        let mut w = 0;
+        loop {
+            match self.word.compare_exchange(w, w | LOCKED, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.on_acquired_fast(me);
+                    return true;
+                }
+                Err(cur) if cur & (LOCKED | WAITERS) == 0 => w = cur,
+                Err(_) => return false,
+            }
         }
     }
 
@@ -186,7 +199,14 @@ impl RawGil {
         self.drop_request.store(false, Ordering::Relaxed);
         bump(&self.stats.acquisitions, 1);
         bump(&self.stats.contended, 1);
+        // Time is not modelled under loom (and must not steer the model).
+        #[cfg(not(loom))]
         let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        #[cfg(loom)]
+        let waited = {
+            let _ = start;
+            0
+        };
         bump(&self.stats.wait_total_ns, waited);
         if waited > self.stats.wait_max_ns.load(Ordering::Relaxed) {
             self.stats.wait_max_ns.store(waited, Ordering::Relaxed);
@@ -200,20 +220,43 @@ impl RawGil {
         drop(slow);
     }
 
-    /// Releases the GIL. The caller must hold it.
+    /// Releases the GIL. The caller must hold it. Returns true when a close
+    /// was deferred to a leaving thread of some interpreter under this GIL:
+    /// the caller then checks whether that is its interpreter.
     #[inline]
-    pub(crate) fn release(&self) {
+    pub(crate) fn release(&self) -> bool {
         if self.word.compare_exchange(LOCKED, 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
-            self.release_slow();
+            return self.release_slow();
         }
+        false
     }
 
     #[cold]
-    fn release_slow(&self) {
+    fn release_slow(&self) -> bool {
         let slow = sync::lock(&self.slow);
-        self.word.fetch_and(!LOCKED, Ordering::SeqCst);
-        self.cond.notify_one();
+        let prev = self.word.fetch_and(!LOCKED, Ordering::SeqCst);
+        if prev & WAITERS != 0 {
+            self.cond.notify_one();
+        }
         drop(slow);
+        prev & CLOSE_PENDING != 0
+    }
+
+    /// Notes that an interpreter under this GIL wants its last leaving thread
+    /// to close it. Paired with exactly one [`Self::remove_close_pending`].
+    pub(crate) fn add_close_pending(&self) {
+        let mut slow = sync::lock(&self.slow);
+        slow.pending_closes += 1;
+        self.word.fetch_or(CLOSE_PENDING, Ordering::SeqCst);
+    }
+
+    /// Withdraws one [`Self::add_close_pending`].
+    pub(crate) fn remove_close_pending(&self) {
+        let mut slow = sync::lock(&self.slow);
+        slow.pending_closes -= 1;
+        if slow.pending_closes == 0 {
+            self.word.fetch_and(!CLOSE_PENDING, Ordering::SeqCst);
+        }
     }
 
     /// Honours a drop request: if another thread waits, hand it the GIL and
@@ -227,6 +270,7 @@ impl RawGil {
             return false;
         }
         bump(&self.stats.forced, 1);
+        // (A deferred close cannot be for this interpreter: this thread is inside it.)
         self.word.fetch_and(!LOCKED, Ordering::SeqCst);
         self.cond.notify_one();
         // FORCE_SWITCHING: do not re-take the GIL before someone else had it.

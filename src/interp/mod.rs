@@ -76,6 +76,8 @@ pub(crate) struct Record {
     /// Close as soon as the last thread leaves (set by the last `decref_id`
     /// or a runtime drop that found the interpreter running).
     close_on_exit: AtomicBool,
+    /// Whether this interpreter counts in its GIL's `pending_closes`.
+    close_pending_registered: AtomicBool,
     /// Thread uid this interpreter is bound to when `allow_threads` is false.
     bound_thread: AtomicU64,
     pub(crate) next_tstate_id: AtomicU64,
@@ -111,6 +113,7 @@ impl Record {
             id_refcount: AtomicU64::new(0),
             requires_idref: AtomicBool::new(false),
             close_on_exit: AtomicBool::new(false),
+            close_pending_registered: AtomicBool::new(false),
             bound_thread: AtomicU64::new(0),
             next_tstate_id: AtomicU64::new(1),
             thread_states: AtomicUsize::new(0),
@@ -138,6 +141,13 @@ impl Record {
     pub(crate) fn force_close(&self) {
         self.lifecycle.store(CLOSED, Ordering::SeqCst);
         drop(self.pending.close());
+    }
+
+    /// Withdraws this interpreter's deferred-close bit from its GIL (once).
+    fn unregister_close_pending(&self) {
+        if self.close_pending_registered.swap(false, Ordering::SeqCst) {
+            self.gil.remove_close_pending();
+        }
     }
 
     fn closed_error(&self) -> Error {
@@ -215,8 +225,8 @@ impl Drop for EnterGuard<'_> {
         self.ctx.top.set(self.frame.prev);
         if self.acquired {
             let interp = self.frame.handle();
-            interp.rec.gil.release();
-            if interp.rec.close_on_exit.load(Ordering::SeqCst) && !self.ctx.is_inside(&interp.rec) {
+            let check = interp.rec.gil.release();
+            if check && interp.rec.close_on_exit.load(Ordering::SeqCst) && !self.ctx.is_inside(&interp.rec) {
                 let _ = interp.close_or_defer();
             }
         }
@@ -458,11 +468,20 @@ impl Interpreter {
     /// Closes now, or if threads are still inside, marks the interpreter to be
     /// closed by the last one to leave. Already closed is fine.
     pub(crate) fn close_or_defer(&self) -> Result<()> {
-        // Publish the request before trying, so that a thread leaving while
-        // our attempt fails is guaranteed to see it (both sides are SeqCst).
+        // Publish the request before trying: the flag, then a bit in the GIL
+        // word. A thread that releases the GIL after that bit is set takes
+        // the slow path and sees the flag; one that released before it
+        // cannot be the reason our attempt below fails.
         self.rec.close_on_exit.store(true, Ordering::SeqCst);
+        if !self.rec.close_pending_registered.swap(true, Ordering::SeqCst) {
+            self.rec.gil.add_close_pending();
+        }
         match self.close() {
-            Ok(_) | Err(Error::InterpreterClosed { .. }) => Ok(()),
+            Ok(_) => Ok(()),
+            Err(Error::InterpreterClosed { .. }) => {
+                self.rec.unregister_close_pending();
+                Ok(())
+            }
             Err(Error::InterpreterRunning { .. }) | Err(Error::CannotCloseCurrent { .. }) => Ok(()),
             Err(Error::MainHasSubinterpreters { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -569,6 +588,7 @@ impl Interpreter {
         ctx.top.set(frame.prev);
 
         rec.lifecycle.store(CLOSED, Ordering::SeqCst);
+        rec.unregister_close_pending();
         rec.gil.release();
         self.rt.registry.remove(rec.id);
         self.after_close();

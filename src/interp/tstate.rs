@@ -59,6 +59,11 @@ pub(crate) struct ThreadCtx {
     pub(crate) uid: u64,
     pub(crate) top: Cell<*const Frame>,
     tstates: RefCell<Vec<TsEntry>>,
+    /// This thread's epoch handle for each runtime registry it has read,
+    /// tagged with the runtime's uid and a weak "alive" token used to prune
+    /// dead runtimes. Kept here rather than in a second thread-local so that
+    /// thread exit tears both down in one fixed order (loom requires it).
+    pub(crate) epoch_handles: RefCell<Vec<(u64, sync::Weak<()>, crossbeam_epoch::LocalHandle)>>,
 }
 
 sync::thread_local! {
@@ -71,6 +76,7 @@ impl ThreadCtx {
             uid: NEXT_THREAD_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             top: Cell::new(std::ptr::null()),
             tstates: RefCell::new(Vec::new()),
+            epoch_handles: RefCell::new(Vec::new()),
         }
     }
 
