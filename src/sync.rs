@@ -105,12 +105,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Waits on `cond` (facade over `Condvar::wait`, poisoning ignored).
-#[inline]
-pub(crate) fn wait<'a, T>(cond: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-    cond.wait(guard).unwrap_or_else(|e| e.into_inner())
-}
-
 /// `UnsafeCell` with loom's `with`/`with_mut` interface in both builds, so that
 /// loom can check every access made through it.
 #[cfg(not(loom))]

@@ -32,6 +32,41 @@ const WAITERS: u32 = 2;
 /// the two sides always sees the other.
 const CLOSE_PENDING: u32 = 4;
 
+/// How long a thread spins for the GIL before it parks.
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
+/// Spin iterations between two clock reads.
+const SPIN_CHECK_EVERY: u32 = 64;
+/// How often a forced-switch dropper re-checks whether the hand-off happened.
+const FORCED_SWITCH_RECHECK: Duration = Duration::from_millis(1);
+
+/// Spinning only pays when another core can run the holder meanwhile.
+fn spin_enabled() -> bool {
+    #[cfg(loom)]
+    {
+        true
+    }
+    #[cfg(not(loom))]
+    {
+        static MULTICORE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *MULTICORE.get_or_init(|| std::thread::available_parallelism().map(|n| n.get() > 1).unwrap_or(false))
+    }
+}
+
+/// Whether a spin that began at `start` has run long enough. Under loom, where
+/// time does not exist, a spin lasts a couple of rounds.
+fn spin_expired(start: Instant, iterations: u32) -> bool {
+    #[cfg(loom)]
+    {
+        let _ = start;
+        iterations >= 2 * SPIN_CHECK_EVERY
+    }
+    #[cfg(not(loom))]
+    {
+        let _ = iterations;
+        start.elapsed() >= SPIN_LIMIT
+    }
+}
+
 /// Statistics of one GIL, as returned by [`Interpreter::gil_stats`](crate::Interpreter::gil_stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GilStats {
@@ -82,6 +117,8 @@ pub(crate) struct RawGil {
     /// The eval-breaker bit of this GIL: "holder, please yield".
     drop_request: AtomicBool,
     slow: Mutex<Slow>,
+    /// Threads spinning for the GIL before they park (not counted in `waiters`).
+    spinners: AtomicU32,
     cond: Condvar,
     switch_cond: Condvar,
     /// Ownership changes (CPython's `switch_number`); written by the holder.
@@ -98,6 +135,7 @@ impl RawGil {
             word: AtomicU32::new(0),
             drop_request: AtomicBool::new(false),
             slow: Mutex::new(Slow::default()),
+            spinners: AtomicU32::new(0),
             cond: Condvar::new(),
             switch_cond: Condvar::new(),
             switch_number: AtomicU64::new(0),
@@ -163,9 +201,76 @@ impl RawGil {
         }
     }
 
+    /// Spins for the GIL for a short while before parking. A hand-off to a
+    /// spinning thread costs well under a microsecond; a hand-off to a parked
+    /// one costs a futex wake (tens of microseconds), which the CPU-bound
+    /// holder would otherwise pay on every I/O round trip of another thread.
+    /// Returns whether the GIL was taken.
+    fn spin_acquire(&self, me: u64, priority: bool, start: Instant) -> bool {
+        if !spin_enabled() {
+            return false;
+        }
+        self.spinners.fetch_add(1, Ordering::SeqCst);
+        let mut got = false;
+        let mut i: u32 = 0;
+        loop {
+            let w = self.word.load(Ordering::Relaxed);
+            // A priority thread may pass parked waiters (it asked for the GIL);
+            // others queue behind them.
+            if w & LOCKED == 0
+                && (priority || w & WAITERS == 0)
+                && self.word.compare_exchange(w, w | LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+            {
+                got = true;
+                break;
+            }
+            sync::spin_hint();
+            i = i.wrapping_add(1);
+            if i % SPIN_CHECK_EVERY == 0 && spin_expired(start, i) {
+                break;
+            }
+        }
+        self.spinners.fetch_sub(1, Ordering::SeqCst);
+        if got {
+            self.on_acquired_contended(me, start);
+        }
+        got
+    }
+
+    /// Bookkeeping after a contended acquisition.
+    fn on_acquired_contended(&self, me: u64, start: Instant) {
+        self.drop_request.store(false, Ordering::Relaxed);
+        bump(&self.stats.acquisitions, 1);
+        bump(&self.stats.contended, 1);
+        // Time is not modelled under loom (and must not steer the model).
+        #[cfg(not(loom))]
+        let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        #[cfg(loom)]
+        let waited = {
+            let _ = start;
+            0
+        };
+        bump(&self.stats.wait_total_ns, waited);
+        if waited > self.stats.wait_max_ns.load(Ordering::Relaxed) {
+            self.stats.wait_max_ns.store(waited, Ordering::Relaxed);
+        }
+        if self.last_holder.load(Ordering::Relaxed) != me {
+            self.last_holder.store(me, Ordering::SeqCst);
+            bump(&self.switch_number, 1);
+        }
+    }
+
     #[cold]
     fn acquire_slow(&self, me: u64, priority: bool) {
         let start = Instant::now();
+        if priority {
+            // Coming back from a blocking call: ask the holder to yield now,
+            // not after a whole switch interval (no convoy effect).
+            self.drop_request.store(true, Ordering::Release);
+        }
+        if self.spin_acquire(me, priority, start) {
+            return;
+        }
         let mut slow = sync::lock(&self.slow);
         slow.waiters += 1;
         self.word.fetch_or(WAITERS, Ordering::SeqCst);
@@ -196,27 +301,9 @@ impl RawGil {
         }
         // We hold the GIL now: any pending request was addressed to the
         // previous holder.
-        self.drop_request.store(false, Ordering::Relaxed);
-        bump(&self.stats.acquisitions, 1);
-        bump(&self.stats.contended, 1);
-        // Time is not modelled under loom (and must not steer the model).
-        #[cfg(not(loom))]
-        let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        #[cfg(loom)]
-        let waited = {
-            let _ = start;
-            0
-        };
-        bump(&self.stats.wait_total_ns, waited);
-        if waited > self.stats.wait_max_ns.load(Ordering::Relaxed) {
-            self.stats.wait_max_ns.store(waited, Ordering::Relaxed);
-        }
-        if self.last_holder.load(Ordering::Relaxed) != me {
-            self.last_holder.store(me, Ordering::Relaxed);
-            bump(&self.switch_number, 1);
-            // Wake a forced-switch dropper waiting for exactly this.
-            self.switch_cond.notify_all();
-        }
+        self.on_acquired_contended(me, start);
+        // Wake a forced-switch dropper waiting for exactly this.
+        self.switch_cond.notify_all();
         drop(slow);
     }
 
@@ -263,19 +350,37 @@ impl RawGil {
     /// wait until it has taken it (forced switching), then queue to take the
     /// GIL back. Returns whether the GIL changed hands. The caller holds it.
     pub(crate) fn yield_to_waiter(&self, me: u64) -> bool {
-        let mut slow = sync::lock(&self.slow);
+        let slow = sync::lock(&self.slow);
         self.drop_request.store(false, Ordering::Relaxed);
-        if slow.waiters == 0 {
+        if slow.waiters == 0 && self.spinners.load(Ordering::SeqCst) == 0 {
             // Stale request (the waiter left or got the GIL another way): keep it.
             return false;
         }
         bump(&self.stats.forced, 1);
         // (A deferred close cannot be for this interpreter: this thread is inside it.)
         self.word.fetch_and(!LOCKED, Ordering::SeqCst);
-        self.cond.notify_one();
+        if slow.waiters > 0 {
+            self.cond.notify_one();
+        }
         // FORCE_SWITCHING: do not re-take the GIL before someone else had it.
-        while slow.waiters > 0 && self.last_holder.load(Ordering::Relaxed) == me {
-            slow = sync::wait(&self.switch_cond, slow);
+        // A spinner takes it within nanoseconds: spin for that first.
+        drop(slow);
+        let start = Instant::now();
+        let mut i: u32 = 0;
+        while self.last_holder.load(Ordering::SeqCst) == me && spin_enabled() {
+            sync::spin_hint();
+            i = i.wrapping_add(1);
+            if i % SPIN_CHECK_EVERY == 0 && spin_expired(start, i) {
+                break;
+            }
+        }
+        let mut slow = sync::lock(&self.slow);
+        while (slow.waiters > 0 || self.spinners.load(Ordering::SeqCst) > 0)
+            && self.last_holder.load(Ordering::SeqCst) == me
+        {
+            // Timed: a spinner that takes the GIL does not signal this condvar.
+            let (s, _) = sync::wait_timeout(&self.switch_cond, &self.slow, slow, FORCED_SWITCH_RECHECK);
+            slow = s;
         }
         drop(slow);
         self.acquire(me, false);
