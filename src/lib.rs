@@ -62,3 +62,8 @@ pub use runtime::{Runtime, RuntimeStats};
 
 /// An interpreter id: main is 0, then 1, 2, … in creation order, never reused.
 pub type InterpreterId = u64;
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

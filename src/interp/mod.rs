@@ -350,7 +350,7 @@ impl Interpreter {
         if !rec.config.allow_threads {
             self.bind_thread(ctx.uid)?;
         }
-        ctx.tstate_id(&self.rec);
+        ctx.ensure_tstate(&self.rec);
         if !rec.gil.try_acquire(ctx.uid) {
             rec.outside.fetch_add(1, Ordering::SeqCst);
             rec.gil.acquire(ctx.uid, false);
@@ -717,6 +717,12 @@ impl<'i> Gil<'i> {
     /// The id of that interpreter.
     pub fn id(&self) -> InterpreterId {
         self.interp.rec.id
+    }
+
+    /// The id of the calling thread's thread state in this interpreter
+    /// (one per OS thread and interpreter; the first is 1, as in CPython).
+    pub fn thread_state_id(&self) -> u64 {
+        ThreadCtx::with(|ctx| ctx.tstate_id(&self.interp.rec)).unwrap_or(0)
     }
 
     /// The safepoint (CPython's eval breaker). Call it at loop back-edges.

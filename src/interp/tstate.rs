@@ -59,6 +59,9 @@ pub(crate) struct ThreadCtx {
     pub(crate) uid: u64,
     pub(crate) top: Cell<*const Frame>,
     tstates: RefCell<Vec<TsEntry>>,
+    /// The record of the thread state used last (a cache for `ensure_tstate`;
+    /// safe to compare because `tstates` keeps that allocation alive).
+    last_tstate: Cell<*const Record>,
     /// This thread's epoch handle for each runtime registry it has read,
     /// tagged with the runtime's uid and a weak "alive" token used to prune
     /// dead runtimes. Kept here rather than in a second thread-local so that
@@ -76,6 +79,7 @@ impl ThreadCtx {
             uid: NEXT_THREAD_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             top: Cell::new(std::ptr::null()),
             tstates: RefCell::new(Vec::new()),
+            last_tstate: Cell::new(std::ptr::null()),
             epoch_handles: RefCell::new(Vec::new()),
         }
     }
@@ -113,11 +117,22 @@ impl ThreadCtx {
         false
     }
 
+    /// Makes sure this thread has a thread state in `interp` (hot path of
+    /// `with_gil`: one pointer compare when it is the same as last time).
+    #[inline]
+    pub(crate) fn ensure_tstate(&self, interp: &Arc<Record>) {
+        // Hot path: the same interpreter as last time.
+        if self.last_tstate.get() != Arc::as_ptr(interp) {
+            self.tstate_id(interp);
+        }
+    }
+
     /// Returns this thread's thread-state id in `interp`, creating the thread
     /// state on first entry.
     pub(crate) fn tstate_id(&self, interp: &Arc<Record>) -> u64 {
         let mut v = self.tstates.borrow_mut();
         let ptr = Arc::as_ptr(interp);
+        self.last_tstate.set(ptr);
         if let Some(e) = v.iter().find(|e| e.ptr == ptr) {
             return e.tstate_id;
         }
