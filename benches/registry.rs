@@ -28,27 +28,48 @@ fn ids_cycle(ids: &[u64]) -> impl FnMut() -> u64 + '_ {
     }
 }
 
-/// A background thread that keeps creating and closing: in the registry, and
-/// the same insert/remove traffic on the baselines.
+/// What a churn thread mutates.
+#[derive(Clone, Copy)]
+enum ChurnKind {
+    Registry,
+    MutexVec,
+    RwLockMap,
+}
+
+/// A background thread that keeps creating and closing interpreters at full
+/// speed: in the registry, or the same insert + remove traffic on a baseline.
 struct Churn {
     stop: Arc<AtomicBool>,
     handle: Option<thread::JoinHandle<()>>,
 }
 
 impl Churn {
-    fn start(rt: Arc<Runtime>, vec: Arc<Mutex<Vec<Arc<Rec>>>>, map: Arc<RwLock<HashMap<u64, Arc<Rec>>>>) -> Churn {
+    fn start(
+        kind: ChurnKind,
+        rt: Arc<Runtime>,
+        vec: Arc<Mutex<Vec<Arc<Rec>>>>,
+        map: Arc<RwLock<HashMap<u64, Arc<Rec>>>>,
+    ) -> Churn {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = thread::spawn(move || {
             let mut next = 1_000_000u64;
             while !s.load(Ordering::Relaxed) {
-                let i = rt.create(InterpreterConfig::isolated()).unwrap();
-                i.close().unwrap();
                 next += 1;
-                vec.lock().unwrap().push(Arc::new(Rec { id: next }));
-                map.write().unwrap().insert(next, Arc::new(Rec { id: next }));
-                vec.lock().unwrap().retain(|r| r.id != next);
-                map.write().unwrap().remove(&next);
+                match kind {
+                    ChurnKind::Registry => {
+                        let i = rt.create(InterpreterConfig::isolated()).unwrap();
+                        i.close().unwrap();
+                    }
+                    ChurnKind::MutexVec => {
+                        vec.lock().unwrap().push(Arc::new(Rec { id: next }));
+                        vec.lock().unwrap().retain(|r| r.id != next);
+                    }
+                    ChurnKind::RwLockMap => {
+                        map.write().unwrap().insert(next, Arc::new(Rec { id: next }));
+                        map.write().unwrap().remove(&next);
+                    }
+                }
             }
         });
         Churn { stop, handle: Some(handle) }
@@ -76,11 +97,16 @@ fn bench_lookup(c: &mut Criterion) {
             Arc::new(RwLock::new(ids.iter().map(|&id| (id, Arc::new(Rec { id }))).collect()));
 
         for churn in [false, true] {
-            let _churn = churn.then(|| Churn::start(rt.clone(), vec.clone(), map.clone()));
             let tag = if churn { "churn" } else { "idle" };
             let mut g = c.benchmark_group(format!("registry_lookup/{live}_live/{tag}"));
+            let start = |kind| churn.then(|| Churn::start(kind, rt.clone(), vec.clone(), map.clone()));
+
+            let _churn = start(ChurnKind::Registry);
             let mut next = ids_cycle(&ids);
             g.bench_function("subinterp_registry", |b| b.iter(|| black_box(rt.get(black_box(next())).unwrap())));
+            drop(_churn);
+
+            let _churn = start(ChurnKind::MutexVec);
             let mut next = ids_cycle(&ids);
             g.bench_function("baseline_mutex_vec_scan", |b| {
                 b.iter(|| {
@@ -89,10 +115,14 @@ fn bench_lookup(c: &mut Criterion) {
                     black_box(v.iter().find(|r| r.id == id).cloned().unwrap())
                 })
             });
+            drop(_churn);
+
+            let _churn = start(ChurnKind::RwLockMap);
             let mut next = ids_cycle(&ids);
             g.bench_function("baseline_rwlock_hashmap", |b| {
                 b.iter(|| black_box(map.read().unwrap().get(&black_box(next())).cloned().unwrap()))
             });
+            drop(_churn);
             g.finish();
         }
         drop(interps);

@@ -6,9 +6,7 @@ fn main() -> Result<(), Error> {
     let rt = Runtime::new(RuntimeConfig::default())?;
 
     // One interpreter per worker thread, each with its own GIL.
-    let workers: Vec<_> = (0..2)
-        .map(|_| rt.create(InterpreterConfig::isolated()))
-        .collect::<Result<_, _>>()?;
+    let workers: Vec<_> = (0..2).map(|_| rt.create(InterpreterConfig::isolated())).collect::<Result<_, _>>()?;
 
     let results: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = workers

@@ -88,3 +88,23 @@ fn decref_while_a_thread_is_inside_closes_on_exit() {
         assert_eq!(a.state(), InterpreterState::Closed, "the close was not lost");
     });
 }
+
+#[test]
+fn concurrent_creates_keep_the_list_sorted() {
+    // Two creators race: ids may be inserted out of order, which splits
+    // chunks (chunks hold 2 entries under loom).
+    crate::model(|| {
+        let rt = Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+        let first = rt.create(InterpreterConfig::isolated()).unwrap();
+        let rt2 = rt.clone();
+        let t = thread::spawn(move || rt2.create(InterpreterConfig::isolated()).unwrap().id());
+        let mine = rt.create(InterpreterConfig::isolated()).unwrap().id();
+        let theirs = t.join().unwrap();
+        let mut expect = vec![0, first.id(), mine, theirs];
+        expect.sort();
+        assert_eq!(rt.ids(), expect);
+        for id in expect {
+            assert_eq!(rt.get(id).unwrap().id(), id);
+        }
+    });
+}

@@ -1,22 +1,25 @@
 //! The registry of live interpreters.
 //!
-//! A lock-free, epoch-reclaimed, copy-on-write list of `(id, record)` pairs
-//! kept sorted by id:
+//! A lock-free, epoch-reclaimed, copy-on-write **chunked list** of
+//! `(id, record)` pairs sorted by id: a small top array of chunk pointers
+//! (each tagged with the chunk's first id) over immutable chunks of at most
+//! [`CHUNK`] entries.
 //!
-//! * **Lookup by id** pins the runtime's own epoch `Collector`, loads the
-//!   current list with one atomic load and binary-searches it: wait-free and
+//! * **Lookup by id** pins the runtime's own epoch `Collector`, loads the top
+//!   array with one atomic load, binary-searches it, then the chunk: wait-free,
 //!   O(log n) (about 10 probes with 1,000 interpreters), never a walk.
-//! * **Iteration** walks one published list: a consistent snapshot that holds
-//!   every interpreter alive through the walk exactly once and never touches
-//!   freed memory (the list and every record in it stay valid while the guard
-//!   is held, and the guard is never held across user code: the walk copies
-//!   handles out first).
-//! * **Insert / remove** build a new list and publish it with one
-//!   compare-and-swap, retrying if another writer won (lock-free). The old
-//!   list, and on removal the registry's reference to the record, are handed to
-//!   the epoch collector and freed once no pinned reader can see them.
-//!   Writers pay O(n) copying; interpreters are created and closed far less
-//!   often than they are looked up.
+//! * **Iteration** walks one published top array: a consistent snapshot that
+//!   holds every interpreter alive through the walk exactly once, in id order,
+//!   and never touches freed memory (the guard is never held across user code:
+//!   the walk copies what it needs first).
+//! * **Insert / remove** copy the one chunk they change and the top array,
+//!   publish the new top with one compare-and-swap, and retry if another
+//!   writer won (lock-free). The old top, the replaced chunk and, on removal,
+//!   the registry's reference to the record go to the epoch collector and are
+//!   freed once no pinned reader can see them. Chunks that did not change are
+//!   shared between versions, so a write dirties a few cache lines that
+//!   readers use, not the whole list: lookups stay fast while other threads
+//!   create and close interpreters.
 //!
 //! Each runtime has its own `Collector`, so a runtime's garbage never waits on
 //! another runtime's readers and [`Registry::quiesce`] can drain it to zero.
@@ -28,6 +31,14 @@ use crate::interp::Record;
 use crate::sync::{self, Arc, AtomicUsize, Ordering};
 use crate::InterpreterId;
 
+/// Entries per chunk at most.
+#[cfg(not(any(test, loom)))]
+pub(crate) const CHUNK: usize = 64;
+/// Small chunks under test and loom, so that models and unit tests exercise
+/// chunk splits, multi-chunk tops and emptied chunks.
+#[cfg(any(test, loom))]
+pub(crate) const CHUNK: usize = 2;
+
 /// One registry entry. `rec` owns one strong count of the record: it was made
 /// by `Arc::into_raw` on insert and is given back by the deferred drop that
 /// follows removal.
@@ -37,14 +48,61 @@ struct Entry {
     rec: *const Record,
 }
 
-struct List {
-    entries: Vec<Entry>,
+/// An immutable, sorted, non-empty run of entries.
+struct Chunk {
+    entries: Box<[Entry]>,
 }
 
-impl List {
-    fn find(&self, id: InterpreterId) -> Result<usize, usize> {
-        self.entries.binary_search_by_key(&id, |e| e.id)
+impl Chunk {
+    fn alloc(entries: Vec<Entry>) -> *const Chunk {
+        debug_assert!(!entries.is_empty() && entries.len() <= CHUNK);
+        Box::into_raw(Box::new(Chunk { entries: entries.into_boxed_slice() }))
     }
+}
+
+/// The published root: `(first id, chunk)` pairs sorted by first id.
+struct Top {
+    chunks: Vec<(InterpreterId, *const Chunk)>,
+    len: usize,
+}
+
+impl Top {
+    /// The chunk that holds `id`, or would hold it: the last one whose first
+    /// id is not above it (the first chunk if `id` is below all of them).
+    fn chunk_for(&self, id: InterpreterId) -> Option<usize> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        Some(self.chunks.partition_point(|(first, _)| *first <= id).saturating_sub(1))
+    }
+
+    /// The entry for `id`, if registered.
+    fn find(&self, id: InterpreterId) -> Option<Entry> {
+        let i = self.chunk_for(id)?;
+        // SAFETY: chunks reachable from a published top stay allocated until
+        // every guard that could have loaded that top is dropped (they are
+        // retired through the epoch collector only after being unlinked).
+        let chunk = unsafe { &*self.chunks[i].1 };
+        let j = chunk.entries.binary_search_by_key(&id, |e| e.id).ok()?;
+        Some(chunk.entries[j])
+    }
+
+    /// Every entry, in id order.
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.chunks.iter().flat_map(|(_, c)| {
+            // SAFETY: as in `find`.
+            unsafe { &**c }.entries.iter().copied()
+        })
+    }
+}
+
+/// What a write publishes: the new top, the chunks it allocated (freed if the
+/// publication loses a race), the chunk it replaced and the entry it removed.
+struct Plan {
+    top: Top,
+    fresh: Vec<*const Chunk>,
+    replaced: Option<*const Chunk>,
+    removed: Option<Entry>,
 }
 
 /// A raw record pointer that a deferred function may carry to another thread.
@@ -53,17 +111,17 @@ struct SendPtr(*const Record);
 // `Arc` it came from, once, by the deferred drop.
 unsafe impl Send for SendPtr {}
 
-/// A raw list pointer carried by a deferred function.
-struct SendList(*mut List);
-// SAFETY: the list holds plain ids and pointers to `Send + Sync` records; it is
-// freed exactly once, by the deferred function that carries it.
-unsafe impl Send for SendList {}
+/// A raw chunk or top pointer carried by a deferred function.
+struct SendBox<T>(*mut T);
+// SAFETY: tops and chunks hold plain ids and pointers to `Send + Sync` records;
+// each is freed exactly once, by the deferred function that carries it.
+unsafe impl<T> Send for SendBox<T> {}
 
 pub(crate) struct Registry {
     uid: u64,
     alive: Arc<()>,
     collector: Collector,
-    head: Atomic<List>,
+    head: Atomic<Top>,
     /// Deferred frees not run yet.
     garbage: Arc<AtomicUsize>,
 }
@@ -80,111 +138,132 @@ impl Registry {
             uid,
             alive: Arc::new(()),
             collector: Collector::new(),
-            head: Atomic::new(List { entries: Vec::new() }),
+            head: Atomic::new(Top { chunks: Vec::new(), len: 0 }),
             garbage: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     /// Pins this registry's collector on the calling thread.
+    #[inline]
     fn pin(&self) -> Guard {
-        let pinned = ThreadCtx::with(|ctx| {
-                let mut h = ctx.epoch_handles.borrow_mut();
-                if let Some((_, _, handle)) = h.iter().find(|(uid, _, _)| *uid == self.uid) {
-                    return handle.pin();
-                }
-                h.retain(|(_, alive, _)| sync::upgrade(alive).is_some());
-                let handle = self.collector.register();
-                let guard = handle.pin();
-                h.push((self.uid, sync::downgrade(&self.alive), handle));
-                guard
-            });
-        // During thread-local teardown, fall back to a fresh handle (its
-        // guard keeps the participant registered until dropped).
-        pinned.unwrap_or_else(|| self.collector.register().pin())
+        ThreadCtx::with(|ctx| ctx.pin_epoch(self.uid, &self.alive, &self.collector))
+            // During thread-local teardown, fall back to a fresh handle (its
+            // guard keeps the participant registered until dropped).
+            .unwrap_or_else(|| self.collector.register().pin())
+    }
+
+    /// Runs `f` on the current top with the guard pinned.
+    fn read<R>(&self, f: impl FnOnce(&Top) -> R) -> R {
+        let guard = self.pin();
+        let top = self.head.load(Ordering::Acquire, &guard);
+        // SAFETY: the head is never null while the registry is alive, and the
+        // top it points to is freed only after every guard that could have
+        // loaded it is dropped.
+        f(unsafe { top.deref() })
     }
 
     /// Looks up `id`, returning a new strong reference to its record.
+    #[inline]
     pub(crate) fn get(&self, id: InterpreterId) -> Option<Arc<Record>> {
-        let guard = self.pin();
-        let list = self.head.load(Ordering::Acquire, &guard);
-        // SAFETY: the head is never null and the list it points to is freed
-        // only after every guard that could have loaded it is dropped.
-        let list = unsafe { list.deref() };
-        let i = list.find(id).ok()?;
-        let rec = list.entries[i].rec;
-        // SAFETY: the entry owns a strong count (see `Entry`), and the deferred
-        // drop of that count cannot run while `guard` is pinned, so the record
-        // is alive here and taking another strong count is sound.
-        unsafe {
-            Arc::increment_strong_count(rec);
-            Some(Arc::from_raw(rec))
-        }
+        self.read(|top| {
+            let e = top.find(id)?;
+            // SAFETY: the entry owns a strong count (see `Entry`), and the
+            // deferred drop of that count cannot run while we are pinned, so
+            // the record is alive here and taking another strong count is sound.
+            unsafe {
+                Arc::increment_strong_count(e.rec);
+                Some(Arc::from_raw(e.rec))
+            }
+        })
     }
 
     /// Strong references to every registered record, in id order.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Record>> {
-        let guard = self.pin();
-        // SAFETY: as in `get`.
-        let list = unsafe { self.head.load(Ordering::Acquire, &guard).deref() };
-        list.entries
-            .iter()
-            .map(|e| {
-                // SAFETY: as in `get`.
-                unsafe {
-                    Arc::increment_strong_count(e.rec);
-                    Arc::from_raw(e.rec)
-                }
-            })
-            .collect()
+        self.read(|top| {
+            top.entries()
+                .map(|e| {
+                    // SAFETY: as in `get`.
+                    unsafe {
+                        Arc::increment_strong_count(e.rec);
+                        Arc::from_raw(e.rec)
+                    }
+                })
+                .collect()
+        })
     }
 
     /// Registered ids, in order.
     pub(crate) fn ids(&self) -> Vec<InterpreterId> {
-        let guard = self.pin();
-        // SAFETY: as in `get`.
-        let list = unsafe { self.head.load(Ordering::Acquire, &guard).deref() };
-        list.entries.iter().map(|e| e.id).collect()
+        self.read(|top| top.entries().map(|e| e.id).collect())
     }
 
     /// How many interpreters are registered.
     pub(crate) fn len(&self) -> usize {
-        let guard = self.pin();
-        // SAFETY: as in `get`.
-        unsafe { self.head.load(Ordering::Acquire, &guard).deref() }.entries.len()
+        self.read(|top| top.len)
     }
 
-    /// Publishes a new list computed from the current one; `edit` returns
-    /// `None` to leave the registry unchanged. Returns the entry that was
-    /// removed, if the edit removed one.
-    fn update(&self, edit: impl Fn(&List) -> Option<(List, Option<Entry>)>) -> Option<Option<Entry>> {
+    /// Publishes a new top computed from the current one; `edit` returns
+    /// `None` to leave the registry unchanged. Returns the removed entry, if any.
+    fn update(&self, edit: impl Fn(&Top) -> Option<Plan>) -> Option<Option<Entry>> {
         let guard = self.pin();
         let mut cur = self.head.load(Ordering::Acquire, &guard);
         loop {
-            // SAFETY: as in `get`.
-            let (next, removed) = edit(unsafe { cur.deref() })?;
-            match self.head.compare_exchange(cur, Owned::new(next), Ordering::AcqRel, Ordering::Acquire, &guard) {
+            // SAFETY: as in `read`.
+            let plan = edit(unsafe { cur.deref() })?;
+            match self.head.compare_exchange(cur, Owned::new(plan.top), Ordering::AcqRel, Ordering::Acquire, &guard) {
                 Ok(_) => {
-                    self.retire_list(cur, &guard);
-                    if let Some(e) = removed {
-                        self.retire_record(e.rec, &guard);
+                    self.retire_top(SendBox(cur.as_raw() as *mut Top), &guard);
+                    if let Some(c) = plan.replaced {
+                        self.retire(SendBox(c as *mut Chunk), &guard);
                     }
-                    // Push this thread's garbage to the global queue now, so it
-                    // never waits in a thread-local bag.
-                    guard.flush();
-                    return Some(removed);
+                    if let Some(e) = plan.removed {
+                        self.retire_record(e.rec, &guard);
+                        // Push this thread's garbage to the global queue now.
+                        // A retired record holds its runtime, which owns this
+                        // collector: left in a thread-local bag of a thread
+                        // that never pins again, it would keep the runtime
+                        // alive for good. In the global queue, `quiesce` (run
+                        // when the `Runtime` drops) reaches it.
+                        guard.flush();
+                    }
+                    return Some(plan.removed);
                 }
-                Err(e) => cur = e.current,
+                Err(e) => {
+                    for c in plan.fresh {
+                        // SAFETY: allocated by `edit` for this attempt and never
+                        // published (the CAS failed), so we still own it.
+                        drop(unsafe { Box::from_raw(c as *mut Chunk) });
+                    }
+                    drop(e.new);
+                    cur = e.current;
+                }
             }
         }
     }
 
-    fn retire_list(&self, list: Shared<'_, List>, guard: &Guard) {
+    /// Frees `p` once no pinned reader can reach it.
+    fn retire<T: 'static>(&self, p: SendBox<T>, guard: &Guard) {
         self.garbage.fetch_add(1, Ordering::Relaxed);
         let garbage = self.garbage.clone();
-        let p = SendList(list.as_raw() as *mut List);
-        // SAFETY: `list` was just unlinked by our successful CAS, so no new
-        // reader can reach it; readers that loaded it hold guards, and the
-        // deferred function runs only after all of them are unpinned.
+        // SAFETY: `p` was just unlinked by our successful CAS, so no new reader
+        // can reach it; readers that did hold guards, and the deferred function
+        // runs only after all of them are unpinned. It was made by `Box::new`
+        // (a chunk) and is freed exactly once here.
+        unsafe {
+            guard.defer_unchecked(move || {
+                let p = p;
+                drop(Box::from_raw(p.0));
+                garbage.fetch_sub(1, Ordering::Relaxed);
+            })
+        };
+    }
+
+    /// Like `retire`, for a top, which `Owned::new` allocated.
+    fn retire_top(&self, p: SendBox<Top>, guard: &Guard) {
+        self.garbage.fetch_add(1, Ordering::Relaxed);
+        let garbage = self.garbage.clone();
+        // SAFETY: as in `retire`; the top was allocated by `Owned::new` and is
+        // given back to `Owned` to be freed, exactly once.
         unsafe {
             guard.defer_unchecked(move || {
                 let p = p;
@@ -213,13 +292,50 @@ impl Registry {
     pub(crate) fn insert(&self, rec: Arc<Record>) {
         let id = rec.id;
         let raw = Arc::into_raw(rec);
-        let added = self.update(|l| {
-            let pos = l.find(id).err()?;
-            let mut entries = Vec::with_capacity(l.entries.len() + 1);
-            entries.extend_from_slice(&l.entries[..pos]);
-            entries.push(Entry { id, rec: raw });
-            entries.extend_from_slice(&l.entries[pos..]);
-            Some((List { entries }, None))
+        let entry = Entry { id, rec: raw };
+        let added = self.update(|top| {
+            let mut chunks = top.chunks.clone();
+            let (fresh, replaced) = match top.chunk_for(id) {
+                None => {
+                    let c = Chunk::alloc(vec![entry]);
+                    chunks.push((id, c));
+                    (vec![c], None)
+                }
+                Some(i) => {
+                    let old = chunks[i].1;
+                    // SAFETY: as in `Top::find`.
+                    let es = &unsafe { &*old }.entries;
+                    let pos = es.binary_search_by_key(&id, |e| e.id).err()?;
+                    if es.len() < CHUNK {
+                        let mut v = Vec::with_capacity(es.len() + 1);
+                        v.extend_from_slice(&es[..pos]);
+                        v.push(entry);
+                        v.extend_from_slice(&es[pos..]);
+                        let c = Chunk::alloc(v);
+                        chunks[i] = (chunks[i].0.min(id), c);
+                        (vec![c], Some(old))
+                    } else if pos == es.len() {
+                        // Appending past a full chunk (the usual case: ids grow):
+                        // start a new chunk and leave this one shared.
+                        let c = Chunk::alloc(vec![entry]);
+                        chunks.insert(i + 1, (id, c));
+                        (vec![c], None)
+                    } else {
+                        // Split a full chunk around the new entry.
+                        let mut v = Vec::with_capacity(es.len() + 1);
+                        v.extend_from_slice(&es[..pos]);
+                        v.push(entry);
+                        v.extend_from_slice(&es[pos..]);
+                        let right = v.split_off(v.len() / 2);
+                        let (lf, rf) = (v[0].id, right[0].id);
+                        let (l, r) = (Chunk::alloc(v), Chunk::alloc(right));
+                        chunks[i] = (lf, l);
+                        chunks.insert(i + 1, (rf, r));
+                        (vec![l, r], Some(old))
+                    }
+                }
+            };
+            Some(Plan { top: Top { chunks, len: top.len + 1 }, fresh, replaced, removed: None })
         });
         if added.is_none() {
             // Duplicate id (ids are unique, so unreachable); give the count back.
@@ -230,12 +346,27 @@ impl Registry {
 
     /// Removes `id`; returns whether it was registered.
     pub(crate) fn remove(&self, id: InterpreterId) -> bool {
-        self.update(|l| {
-            let pos = l.find(id).ok()?;
-            let mut entries = Vec::with_capacity(l.entries.len() - 1);
-            entries.extend_from_slice(&l.entries[..pos]);
-            entries.extend_from_slice(&l.entries[pos + 1..]);
-            Some((List { entries }, Some(l.entries[pos])))
+        self.update(|top| {
+            let i = top.chunk_for(id)?;
+            let old = top.chunks[i].1;
+            // SAFETY: as in `Top::find`.
+            let es = &unsafe { &*old }.entries;
+            let pos = es.binary_search_by_key(&id, |e| e.id).ok()?;
+            let removed = es[pos];
+            let mut chunks = top.chunks.clone();
+            let mut fresh = Vec::new();
+            if es.len() == 1 {
+                chunks.remove(i);
+            } else {
+                let mut v = Vec::with_capacity(es.len() - 1);
+                v.extend_from_slice(&es[..pos]);
+                v.extend_from_slice(&es[pos + 1..]);
+                let first = v[0].id;
+                let c = Chunk::alloc(v);
+                fresh.push(c);
+                chunks[i] = (first, c);
+            }
+            Some(Plan { top: Top { chunks, len: top.len - 1 }, fresh, replaced: Some(old), removed: Some(removed) })
         })
         .is_some()
     }
@@ -264,26 +395,65 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        // The runtime is being freed, which happens only after every record
+        // (each holds the runtime) is gone, so no entry is left. This may run
+        // inside a deferred function of this very collector: do not pin here.
         // SAFETY: `&mut self`: no other thread can reach this registry, so the
-        // head list can be taken and freed without a guard.
+        // top and its chunks can be taken and freed without a guard; each
+        // chunk pointer in the live top is owned by it alone.
         unsafe {
             let g = epoch::unprotected();
             let head = self.head.swap(Shared::null(), Ordering::AcqRel, g);
             if !head.is_null() {
-                let list = head.into_owned();
-                for e in &list.entries {
-                    drop(Arc::from_raw(e.rec));
+                let top = head.into_owned();
+                for (_, c) in &top.chunks {
+                    let chunk = Box::from_raw(*c as *mut Chunk);
+                    for e in chunk.entries.iter() {
+                        drop(Arc::from_raw(e.rec));
+                    }
                 }
             }
         }
-        self.quiesce(64);
-        // Our own thread's handle for this collector goes now; what is still
-        // queued runs when the last handle (another thread's) is dropped.
-        let uid = self.uid;
-        let _ = ThreadCtx::with(|ctx| {
-            if let Ok(mut h) = ctx.epoch_handles.try_borrow_mut() {
-                h.retain(|(u, _, _)| *u != uid);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{InterpreterConfig, Runtime, RuntimeConfig};
+
+    /// Re-inserts records in a scrambled order and removes them in another,
+    /// checking order, lookups and counts against a model after every step.
+    #[test]
+    fn chunked_list_matches_a_sorted_model() {
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let interps: Vec<_> = (0..40).map(|_| rt.create(InterpreterConfig::isolated()).unwrap()).collect();
+        let reg = &interps[0].rec.rt.registry;
+        for i in &interps {
+            assert!(reg.remove(i.id()));
+        }
+        assert!(!reg.remove(1), "removing twice is refused");
+        let mut model: std::collections::BTreeSet<u64> = [0].into();
+        let mut order: Vec<usize> = (0..interps.len()).collect();
+        // A fixed scramble: middle inserts into full chunks force splits.
+        order.sort_by_key(|&k| (k * 17) % 41);
+        let check = |model: &std::collections::BTreeSet<u64>| {
+            assert_eq!(reg.ids(), model.iter().copied().collect::<Vec<_>>());
+            assert_eq!(reg.len(), model.len());
+            for id in 0..45 {
+                assert_eq!(reg.get(id).map(|r| r.id), model.contains(&id).then_some(id));
             }
-        });
+        };
+        for &k in &order {
+            reg.insert(interps[k].rec.clone());
+            model.insert(interps[k].id());
+            check(&model);
+        }
+        order.sort_by_key(|&k| (k * 7) % 41);
+        for &k in &order {
+            assert!(reg.remove(interps[k].id()));
+            model.remove(&interps[k].id());
+            check(&model);
+        }
+        assert_eq!(rt.quiesce(), 0);
     }
 }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::interp::gil::RawGil;
 use crate::interp::{Counters, Interpreter, Record};
 use crate::registry::Registry;
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering};
+use crate::sync::{self, Arc, AtomicBool, AtomicU64, Mutex, Ordering};
 use crate::InterpreterId;
 
 static NEXT_RUNTIME_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -15,28 +15,40 @@ static NEXT_RUNTIME_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 const QUIESCE_ROUNDS: usize = 4096;
 /// Under loom every round is explored: keep it small.
 #[cfg(loom)]
-const QUIESCE_ROUNDS: usize = 3;
+const QUIESCE_ROUNDS: usize = 8;
 
 pub(crate) struct RuntimeInner {
     pub(crate) uid: u64,
     pub(crate) registry: Registry,
-    pub(crate) main: Arc<Record>,
+    /// The main interpreter; emptied when the `Runtime` value drops, which
+    /// breaks the runtime ↔ main reference cycle.
+    main: Mutex<Option<Arc<Record>>>,
+    /// Main's GIL, shared by every `GilMode::Shared` interpreter.
+    main_gil: Arc<RawGil>,
+    /// Set once main is closed: no interpreter may be created after that.
+    pub(crate) main_closed: AtomicBool,
     pub(crate) finalizing: AtomicBool,
     next_id: AtomicU64,
-    counters: Arc<Counters>,
+    pub(crate) counters: Counters,
     config: RuntimeConfig,
     /// Runtime-wide module state (issue 5).
     #[allow(dead_code)]
     pub(crate) modules: crate::module::RuntimeModules,
 }
 
-impl Drop for RuntimeInner {
-    fn drop(&mut self) {
-        // No handle is left, so no thread is inside any interpreter: whatever
-        // is still registered (closes that were deferred) closes here, and
-        // its queued pending calls are dropped unrun.
-        for rec in self.registry.snapshot() {
-            rec.force_close();
+impl RuntimeInner {
+    /// The main interpreter's record, until the `Runtime` value has dropped
+    /// and main has closed.
+    pub(crate) fn main_record(&self) -> Option<Arc<Record>> {
+        sync::lock(&self.main).clone()
+    }
+
+    /// Once the `Runtime` value has dropped and main has closed, forgets main:
+    /// this breaks the runtime ↔ main reference cycle (handles keep what they
+    /// need alive).
+    pub(crate) fn release_main_if_finalized(&self) {
+        if self.finalizing.load(Ordering::SeqCst) && self.main_closed.load(Ordering::SeqCst) {
+            sync::lock(&self.main).take();
         }
     }
 }
@@ -92,22 +104,23 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime> {
         config.validate()?;
         let uid = NEXT_RUNTIME_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let counters = Arc::new(Counters::default());
-        let gil = Arc::new(RawGil::new(config.switch_interval));
-        let main = Arc::new(Record::new(0, InterpreterConfig::main(), gil, counters.clone()));
-        let registry = Registry::new(uid);
-        registry.insert(main.clone());
-        let inner = RuntimeInner {
+        let main_gil = Arc::new(RawGil::new(config.switch_interval));
+        let inner = Arc::new(RuntimeInner {
             uid,
-            registry,
-            main,
+            registry: Registry::new(uid),
+            main: Mutex::new(None),
+            main_gil: main_gil.clone(),
+            main_closed: AtomicBool::new(false),
             finalizing: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
-            counters,
+            counters: Counters::default(),
             config,
             modules: crate::module::RuntimeModules::default(),
-        };
-        Ok(Runtime { inner: Arc::new(inner) })
+        });
+        let main = Arc::new(Record::new(0, InterpreterConfig::main(), main_gil, inner.clone()));
+        inner.registry.insert(main.clone());
+        *sync::lock(&inner.main) = Some(main);
+        Ok(Runtime { inner })
     }
 
     /// The lazily created process-wide runtime (default config). It is never
@@ -125,7 +138,7 @@ impl Runtime {
 
     /// The main interpreter (id 0).
     pub fn main(&self) -> Interpreter {
-        Interpreter { rec: self.inner.main.clone(), rt: self.inner.clone() }
+        Interpreter { rec: self.inner.main_record().expect("main is set until the Runtime drops") }
     }
 
     /// Creates an interpreter. It is `Ready` when this returns; nothing is
@@ -136,21 +149,21 @@ impl Runtime {
     pub fn create(&self, config: InterpreterConfig) -> Result<Interpreter> {
         config.validate()?;
         let rt = &self.inner;
-        if rt.main.is_closed() || rt.finalizing.load(Ordering::SeqCst) {
+        if rt.main_closed.load(Ordering::SeqCst) || rt.finalizing.load(Ordering::SeqCst) {
             return Err(Error::InterpreterClosed { id: 0 });
         }
         let gil = match config.gil {
             GilMode::Own => {
                 Arc::new(RawGil::new(config.switch_interval.unwrap_or(crate::config::DEFAULT_SWITCH_INTERVAL)))
             }
-            GilMode::Shared => rt.main.gil.clone(),
+            GilMode::Shared => rt.main_gil.clone(),
         };
         let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
-        let rec = Arc::new(Record::new(id, config, gil, rt.counters.clone()));
+        let rec = Arc::new(Record::new(id, config, gil, rt.clone()));
         rt.registry.insert(rec.clone());
-        let interp = Interpreter { rec, rt: rt.clone() };
+        let interp = Interpreter { rec };
         // Main closed while we were inserting: undo.
-        if rt.main.is_closed() {
+        if rt.main_closed.load(Ordering::SeqCst) {
             let _ = interp.close();
             return Err(Error::InterpreterClosed { id: 0 });
         }
@@ -162,14 +175,14 @@ impl Runtime {
     /// Errors: [`Error::InterpreterNotFound`] (never existed, or closed).
     pub fn get(&self, id: InterpreterId) -> Result<Interpreter> {
         match self.inner.registry.get(id) {
-            Some(rec) => Ok(Interpreter { rec, rt: self.inner.clone() }),
+            Some(rec) => Ok(Interpreter { rec }),
             None => Err(Error::InterpreterNotFound { id }),
         }
     }
 
     /// Handles to every live interpreter, in id order (one consistent snapshot).
     pub fn interpreters(&self) -> Vec<Interpreter> {
-        self.inner.registry.snapshot().into_iter().map(|rec| Interpreter { rec, rt: self.inner.clone() }).collect()
+        self.inner.registry.snapshot().into_iter().map(|rec| Interpreter { rec }).collect()
     }
 
     /// Ids of every live interpreter, in order.
@@ -216,5 +229,6 @@ impl Drop for Runtime {
         }
         let _ = self.main().close_or_defer();
         rt.registry.quiesce(QUIESCE_ROUNDS);
+        rt.release_main_if_finalized();
     }
 }

@@ -33,6 +33,7 @@ const WAITERS: u32 = 2;
 const CLOSE_PENDING: u32 = 4;
 
 /// How long a thread spins for the GIL before it parks.
+#[cfg_attr(loom, allow(dead_code))]
 const SPIN_LIMIT: Duration = Duration::from_micros(50);
 /// Spin iterations between two clock reads.
 const SPIN_CHECK_EVERY: u32 = 64;

@@ -82,7 +82,12 @@ pub(crate) struct Record {
     bound_thread: AtomicU64,
     pub(crate) next_tstate_id: AtomicU64,
     pub(crate) thread_states: AtomicUsize,
-    counters: Arc<Counters>,
+    /// The runtime this interpreter belongs to. A strong reference, so that a
+    /// handle is one pointer and a lookup takes no count on a runtime-wide
+    /// line. The cycle runtime → registry → record → runtime is broken when
+    /// the record is unlinked at close (and, for main, when the `Runtime`
+    /// value drops).
+    pub(crate) rt: Arc<RuntimeInner>,
     /// The interpreter's heap (issue 3); touched only under its GIL.
     pub(crate) heap: crate::mem::InterpHeap,
     /// The interpreter's module tables (issue 5).
@@ -97,12 +102,12 @@ impl std::fmt::Debug for Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        self.counters.records_freed.fetch_add(1, Ordering::Relaxed);
+        self.rt.counters.records_freed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Record {
-    pub(crate) fn new(id: InterpreterId, config: InterpreterConfig, gil: Arc<RawGil>, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(id: InterpreterId, config: InterpreterConfig, gil: Arc<RawGil>, rt: Arc<RuntimeInner>) -> Self {
         Self {
             id,
             gil,
@@ -117,7 +122,7 @@ impl Record {
             bound_thread: AtomicU64::new(0),
             next_tstate_id: AtomicU64::new(1),
             thread_states: AtomicUsize::new(0),
-            counters,
+            rt,
             heap: crate::mem::InterpHeap::new(id, config.memory_limit),
             modules: crate::module::ModuleTable::new(),
             config,
@@ -134,13 +139,6 @@ impl Record {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.lifecycle.load(Ordering::Acquire) != READY
-    }
-
-    /// Closes without finalization work. Only for runtime teardown, when no
-    /// handle and so no thread can be inside; queued pending calls are dropped.
-    pub(crate) fn force_close(&self) {
-        self.lifecycle.store(CLOSED, Ordering::SeqCst);
-        drop(self.pending.close());
     }
 
     /// Withdraws this interpreter's deferred-close bit from its GIL (once).
@@ -186,7 +184,6 @@ impl Record {
 #[derive(Clone)]
 pub struct Interpreter {
     pub(crate) rec: Arc<Record>,
-    pub(crate) rt: Arc<RuntimeInner>,
 }
 
 impl std::fmt::Debug for Interpreter {
@@ -208,7 +205,7 @@ impl Eq for Interpreter {}
 
 impl std::hash::Hash for Interpreter {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.rt.uid, self.rec.id).hash(state);
+        (self.rec.rt.uid, self.rec.id).hash(state);
     }
 }
 
@@ -505,7 +502,7 @@ impl Interpreter {
             return Err(rec.closed_error());
         }
         if self.is_main() {
-            let remaining = self.rt.registry.len().saturating_sub(1);
+            let remaining = self.rec.rt.registry.len().saturating_sub(1);
             if remaining > 0 {
                 return Err(Error::MainHasSubinterpreters { remaining });
             }
@@ -588,9 +585,13 @@ impl Interpreter {
         ctx.top.set(frame.prev);
 
         rec.lifecycle.store(CLOSED, Ordering::SeqCst);
+        if self.is_main() {
+            rec.rt.main_closed.store(true, Ordering::SeqCst);
+            rec.rt.release_main_if_finalized();
+        }
         rec.unregister_close_pending();
         rec.gil.release();
-        self.rt.registry.remove(rec.id);
+        self.rec.rt.registry.remove(rec.id);
         self.after_close();
         Ok(report)
     }
@@ -598,13 +599,12 @@ impl Interpreter {
     /// During runtime finalization, the last subinterpreter to close closes
     /// main if main's close had to be deferred.
     fn after_close(&self) {
-        let rt = &self.rt;
-        if !self.is_main()
-            && rt.finalizing.load(Ordering::SeqCst)
-            && rt.main.close_on_exit.load(Ordering::SeqCst)
-            && rt.registry.len() <= 1
-        {
-            let _ = Interpreter { rec: rt.main.clone(), rt: rt.clone() }.close_or_defer();
+        let rt = &self.rec.rt;
+        if self.is_main() || !rt.finalizing.load(Ordering::SeqCst) || rt.registry.len() > 1 {
+            return;
+        }
+        if let Some(main) = rt.main_record().filter(|m| m.close_on_exit.load(Ordering::SeqCst)) {
+            let _ = Interpreter { rec: main }.close_or_defer();
         }
     }
 }

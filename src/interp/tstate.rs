@@ -54,6 +54,11 @@ struct TsEntry {
     tstate_id: u64,
 }
 
+/// A thread's epoch handle for one runtime's collector: (runtime uid, weak
+/// "alive" token of that runtime, the handle, boxed so that its address is
+/// stable for the `last_epoch` cache).
+type EpochHandle = (u64, sync::Weak<()>, Box<crossbeam_epoch::LocalHandle>);
+
 /// Per-OS-thread context.
 pub(crate) struct ThreadCtx {
     pub(crate) uid: u64,
@@ -66,7 +71,9 @@ pub(crate) struct ThreadCtx {
     /// tagged with the runtime's uid and a weak "alive" token used to prune
     /// dead runtimes. Kept here rather than in a second thread-local so that
     /// thread exit tears both down in one fixed order (loom requires it).
-    pub(crate) epoch_handles: RefCell<Vec<(u64, sync::Weak<()>, crossbeam_epoch::LocalHandle)>>,
+    epoch_handles: RefCell<Vec<EpochHandle>>,
+    /// The handle used last: (runtime uid, pointer into its `Box` above).
+    last_epoch: Cell<(u64, *const crossbeam_epoch::LocalHandle)>,
 }
 
 sync::thread_local! {
@@ -81,6 +88,7 @@ impl ThreadCtx {
             tstates: RefCell::new(Vec::new()),
             last_tstate: Cell::new(std::ptr::null()),
             epoch_handles: RefCell::new(Vec::new()),
+            last_epoch: Cell::new((0, std::ptr::null())),
         }
     }
 
@@ -88,6 +96,47 @@ impl ThreadCtx {
     /// thread-local is being torn down at thread exit.
     pub(crate) fn with<R>(f: impl FnOnce(&ThreadCtx) -> R) -> Option<R> {
         CTX.try_with(f).ok()
+    }
+
+    /// Pins the epoch collector of the registry `uid` on this thread, with
+    /// this thread's cached handle for it (registered on first use).
+    #[inline]
+    pub(crate) fn pin_epoch(
+        &self,
+        uid: u64,
+        alive: &Arc<()>,
+        collector: &crossbeam_epoch::Collector,
+    ) -> crossbeam_epoch::Guard {
+        let (last_uid, last) = self.last_epoch.get();
+        if last_uid == uid {
+            // SAFETY: `last` points into a `Box` owned by `epoch_handles`; the
+            // box is only dropped by `pin_epoch_slow` (which resets this cache
+            // first) or when the context itself is dropped.
+            return unsafe { &*last }.pin();
+        }
+        self.pin_epoch_slow(uid, alive, collector)
+    }
+
+    #[cold]
+    fn pin_epoch_slow(
+        &self,
+        uid: u64,
+        alive: &Arc<()>,
+        collector: &crossbeam_epoch::Collector,
+    ) -> crossbeam_epoch::Guard {
+        self.last_epoch.set((0, std::ptr::null()));
+        let mut h = self.epoch_handles.borrow_mut();
+        if !h.iter().any(|(u, _, _)| *u == uid) {
+            // Forget handles of dropped runtimes, then register.
+            h.retain(|(_, alive, _)| sync::upgrade(alive).is_some());
+            h.push((uid, sync::downgrade(alive), Box::new(collector.register())));
+        }
+        let (_, _, handle) = h.iter().find(|(u, _, _)| *u == uid).expect("just ensured");
+        let ptr: *const crossbeam_epoch::LocalHandle = &**handle;
+        self.last_epoch.set((uid, ptr));
+        drop(h);
+        // SAFETY: as in `pin_epoch`.
+        unsafe { &*ptr }.pin()
     }
 
     /// The innermost frame, if any.
