@@ -12,10 +12,10 @@ static NEXT_RUNTIME_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 
 /// How many deferred frees [`Runtime::quiesce`] drives at most.
 #[cfg(not(loom))]
-const QUIESCE_ROUNDS: usize = 4096;
+pub(crate) const QUIESCE_ROUNDS: usize = 4096;
 /// Under loom every round is explored: keep it small.
 #[cfg(loom)]
-const QUIESCE_ROUNDS: usize = 8;
+pub(crate) const QUIESCE_ROUNDS: usize = 8;
 
 pub(crate) struct RuntimeInner {
     pub(crate) uid: u64,

@@ -593,6 +593,12 @@ impl Interpreter {
         rec.gil.release();
         self.rec.rt.registry.remove(rec.id);
         self.after_close();
+        if rec.rt.finalizing.load(Ordering::SeqCst) {
+            // The `Runtime` value is gone, so its final quiesce has run: free
+            // what this late close retired now, or nobody ever will (the
+            // retired record holds the runtime that owns the collector).
+            rec.rt.registry.quiesce(crate::runtime::QUIESCE_ROUNDS);
+        }
         Ok(report)
     }
 
