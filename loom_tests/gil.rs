@@ -71,7 +71,7 @@ fn returning_from_allow_threads_asks_for_the_gil() {
         let (a2, b2) = (a.clone(), back.clone());
         let io = thread::spawn(move || {
             a2.with_gil(move |g| {
-                g.allow_threads(|| thread::yield_now());
+                g.allow_threads(thread::yield_now);
                 b2.store(true, Ordering::SeqCst);
             })
             .unwrap();

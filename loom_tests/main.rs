@@ -12,6 +12,7 @@
 #![cfg(loom)]
 
 mod gil;
+mod module;
 mod pending;
 mod registry;
 

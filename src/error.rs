@@ -176,6 +176,56 @@ pub enum Error {
     /// so it can no longer enter or close interpreters.
     #[error("this thread is exiting and can no longer enter an interpreter")]
     ThreadExiting,
+
+    /// No builtin entry and no finder knows this module name (CPython's
+    /// `ModuleNotFoundError`).
+    #[error("No module named '{name}'")]
+    ModuleNotFound {
+        /// The name that was imported.
+        name: String,
+    },
+
+    /// An import or a module registration was refused (see `reason`).
+    #[error("cannot import module '{name}': {reason}")]
+    ImportError {
+        /// The module name.
+        name: String,
+        /// What went wrong, and what to do about it.
+        reason: String,
+    },
+
+    /// Waiting for this module's init would deadlock: the init is already
+    /// running on the calling thread, or on a thread that (transitively)
+    /// waits for an import the calling thread is running.
+    #[error(
+        "import of module '{name}' would deadlock: its init is already running on this thread or on a \
+         thread waiting for this one (most likely due to a circular import); import it lazily or break the cycle"
+    )]
+    CircularImport {
+        /// The module whose init is in progress.
+        name: String,
+    },
+
+    /// The module's definition does not support this kind of interpreter:
+    /// not several interpreters (refused outside main), or not a
+    /// per-interpreter GIL (refused in an own-GIL interpreter). Only when the
+    /// interpreter's `check_multi_interp_extensions` is on. CPython's text.
+    #[error("module {name} does not support loading in subinterpreters")]
+    ModuleIsolation {
+        /// The module name.
+        name: String,
+        /// The interpreter that refused it.
+        id: InterpreterId,
+    },
+
+    /// A module init returned an error or panicked; nothing was kept.
+    #[error("init of module '{name}' failed: {cause}")]
+    ModuleInitFailed {
+        /// The module name.
+        name: String,
+        /// The init's error text (or the panic message).
+        cause: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

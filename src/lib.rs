@@ -58,6 +58,7 @@ pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTER
 pub use error::{Error, Result};
 pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
 pub use mem::LeakReport;
+pub use module::{InitError, Module, ModuleCache, ModuleDef, ModuleInit, ModuleInitFn, ModuleValue, MultiInterp};
 pub use runtime::{Runtime, RuntimeStats};
 
 /// An interpreter id: main is 0, then 1, 2, … in creation order, never reused.

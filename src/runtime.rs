@@ -31,8 +31,7 @@ pub(crate) struct RuntimeInner {
     next_id: AtomicU64,
     pub(crate) counters: Counters,
     config: RuntimeConfig,
-    /// Runtime-wide module state (issue 5).
-    #[allow(dead_code)]
+    /// Runtime-wide module state: the builtin table and finders.
     pub(crate) modules: crate::module::RuntimeModules,
 }
 
@@ -129,6 +128,11 @@ impl Runtime {
     pub fn global() -> &'static Runtime {
         static GLOBAL: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
         GLOBAL.get_or_init(|| Runtime::new(RuntimeConfig::default()).expect("the default RuntimeConfig is valid"))
+    }
+
+    /// The shared record behind this runtime.
+    pub(crate) fn inner(&self) -> &RuntimeInner {
+        &self.inner
     }
 
     /// The config this runtime was built with.

@@ -124,7 +124,7 @@ impl Record {
             thread_states: AtomicUsize::new(0),
             rt,
             heap: crate::mem::InterpHeap::new(id, config.memory_limit),
-            modules: crate::module::ModuleTable::new(),
+            modules: crate::module::ModuleTable::new(id),
             config,
         }
     }
