@@ -57,7 +57,10 @@ mod sync;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
 pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
-pub use mem::LeakReport;
+pub use mem::{
+    Block, GrowthKind, LeakReport, LimiterDecision, MemoryGrowth, MemoryStats, SizeClassStats, ALIGNMENT,
+    DEFAULT_ARENA_SIZE, MAX_ARENA_SIZE, NUM_SIZE_CLASSES, POOL_HEADER_SIZE, POOL_SIZE, SMALL_REQUEST_THRESHOLD,
+};
 pub use module::{InitError, Module, ModuleCache, ModuleDef, ModuleInit, ModuleInitFn, ModuleValue, MultiInterp};
 pub use runtime::{Runtime, RuntimeStats};
 

@@ -116,7 +116,7 @@ impl Runtime {
             config,
             modules: crate::module::RuntimeModules::default(),
         });
-        let main = Arc::new(Record::new(0, InterpreterConfig::main(), main_gil, inner.clone()));
+        let main = Arc::new(Record::new(0, InterpreterConfig::main(), main_gil, None, inner.clone()));
         inner.registry.insert(main.clone());
         *sync::lock(&inner.main) = Some(main);
         Ok(Runtime { inner })
@@ -162,8 +162,13 @@ impl Runtime {
             }
             GilMode::Shared => rt.main_gil.clone(),
         };
+        let heap_owner = if config.use_main_obmalloc {
+            Some(rt.main_record().ok_or(Error::InterpreterClosed { id: 0 })?)
+        } else {
+            None
+        };
         let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
-        let rec = Arc::new(Record::new(id, config, gil, rt.clone()));
+        let rec = Arc::new(Record::new(id, config, gil, heap_owner, rt.clone()));
         rt.registry.insert(rec.clone());
         let interp = Interpreter { rec };
         // Main closed while we were inserting: undo.

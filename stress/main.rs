@@ -14,6 +14,7 @@
 //! 3. GIL wake latency of a thread returning from a blocking call beside a
 //!    CPU-bound one, and what that costs the CPU-bound thread.
 
+mod memory;
 mod scaling;
 
 use std::time::Duration;
@@ -63,7 +64,7 @@ fn main() {
             Arg::new("scenario")
                 .long("scenario")
                 .default_value("scaling")
-                .value_parser(["scaling"])
+                .value_parser(["scaling", "memory"])
                 .help("which scenario to run"),
         )
         .arg(
@@ -95,6 +96,7 @@ fn main() {
 
     let (steps, run): (u64, fn(&Opts, &Progress) -> Report) = match scenario.as_str() {
         "scaling" => (scaling::steps(&opts), scaling::run),
+        "memory" => (1, run_memory),
         other => unreachable!("clap admits only known scenarios, got {other}"),
     };
     let progress = Progress::new(steps);
@@ -128,6 +130,22 @@ fn main() {
             println!("{line}");
         }
     }
+}
+
+/// The `memory` scenario (see `memory.rs`): allocation churn in several
+/// interpreters at once with a live set that rises and falls.
+fn run_memory(opts: &Opts, progress: &Progress) -> Report {
+    progress.step(format!("allocation churn in {} interpreter(s)", opts.threads));
+    let values = memory::run(opts.threads, opts.phase);
+    let mut rows = vec![vec!["measure".to_string(), "value".to_string()]];
+    for (k, v) in &values {
+        rows.push(vec![k.clone(), v.to_string()]);
+    }
+    let mut notes = Vec::new();
+    if let Some(e) = values.get("error") {
+        notes.push(format!("error: {e}"));
+    }
+    Report { values, tables: vec![("Heap churn: RSS before, at peak and after the fall".into(), rows)], notes }
 }
 
 /// What a scenario produced: JSON values and human-readable tables.

@@ -88,8 +88,11 @@ pub(crate) struct Record {
     /// the record is unlinked at close (and, for main, when the `Runtime`
     /// value drops).
     pub(crate) rt: Arc<RuntimeInner>,
-    /// The interpreter's heap (issue 3); touched only under its GIL.
+    /// The interpreter's heap; touched only under its GIL.
     pub(crate) heap: crate::mem::InterpHeap,
+    /// For `use_main_obmalloc` interpreters: main, whose heap they allocate
+    /// from (under main's GIL, which they share). Keeps main's record alive.
+    pub(crate) heap_owner: Option<Arc<Record>>,
     /// The interpreter's module tables (issue 5).
     pub(crate) modules: crate::module::ModuleTable,
 }
@@ -107,7 +110,13 @@ impl Drop for Record {
 }
 
 impl Record {
-    pub(crate) fn new(id: InterpreterId, config: InterpreterConfig, gil: Arc<RawGil>, rt: Arc<RuntimeInner>) -> Self {
+    pub(crate) fn new(
+        id: InterpreterId,
+        config: InterpreterConfig,
+        gil: Arc<RawGil>,
+        heap_owner: Option<Arc<Record>>,
+        rt: Arc<RuntimeInner>,
+    ) -> Self {
         Self {
             id,
             gil,
@@ -124,6 +133,7 @@ impl Record {
             thread_states: AtomicUsize::new(0),
             rt,
             heap: crate::mem::InterpHeap::new(id, config.memory_limit),
+            heap_owner,
             modules: crate::module::ModuleTable::new(id),
             config,
         }

@@ -1,0 +1,245 @@
+//! The `memory` stress scenario: allocation churn in several interpreters at
+//! once, each on its own thread, with a live set that rises and falls.
+//!
+//! Each worker repeats: rise to `TARGET_LIVE` bytes of mixed blocks (mostly
+//! small, some large, with random frees along the way), then fall to 5 % of
+//! that, oldest first with local shuffling (a sliding window, as a program's
+//! temporary data). At the end the live set falls to zero and RSS is read
+//! again while the interpreters are still open: it shows what the heaps gave
+//! back, not what `close()` unmapped.
+//!
+//! `rss_before` is read after one warm-up rise and fall, with every worker
+//! thread alive and parked at a barrier: thread stacks, the system
+//! allocator's per-thread arenas (large blocks come from it) and the
+//! harness's own vectors are then in both readings, so the ratio measures
+//! the heaps. Workers meet at barriers; nothing sleeps to wait.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use subinterp::{Block, Gil, Interpreter, InterpreterConfig, Runtime, RuntimeConfig};
+
+/// Live bytes each worker rises to.
+const TARGET_LIVE: usize = 24 << 20;
+/// Fraction of the target it falls back to (1/20 = 5 %).
+const FALL_DIVISOR: usize = 20;
+
+/// Resident set size in bytes, from `/proc/self/statm` (pages of 4 KiB on
+/// x86-64 Linux); 0 where unavailable.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn mb(bytes: u64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
+}
+
+/// xorshift64: cheap, deterministic per worker.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Mostly small sizes (16..=512), 1 in 32 large (513..=8192).
+    fn size(&mut self) -> usize {
+        if self.below(32) == 0 {
+            513 + self.below(7680)
+        } else {
+            16 + self.below(497)
+        }
+    }
+}
+
+/// What one worker did.
+struct WorkerResult {
+    allocs: u64,
+    elapsed: Duration,
+    arenas_returned: u64,
+    error: Option<String>,
+}
+
+/// Rises and falls until `deadline` (at least one cycle); ends with the live
+/// set at zero. Returns the number of allocations.
+fn churn<'i>(g: &Gil<'i>, live: &mut Vec<Block<'i>>, rng: &mut Rng, deadline: Instant) -> subinterp::Result<u64> {
+    let mut live_bytes = 0usize;
+    let mut allocs = 0u64;
+    loop {
+        // Rise, with a random free now and then.
+        while live_bytes < TARGET_LIVE {
+            let mut b = g.alloc(rng.size())?;
+            b[0] = allocs as u8;
+            live_bytes += b.len();
+            live.push(b);
+            allocs += 1;
+            if allocs & 7 == 0 {
+                let k = rng.below(live.len());
+                live_bytes -= live.swap_remove(k).len();
+            }
+            if allocs & 4095 == 0 {
+                g.checkpoint()?;
+            }
+        }
+        // Fall to 5 %: oldest first, shuffled within windows of 1,024.
+        for w in live.chunks_mut(1024) {
+            for i in (1..w.len()).rev() {
+                w.swap(i, rng.below(i + 1));
+            }
+        }
+        let keep = live.len() / FALL_DIVISOR;
+        for b in live.drain(..live.len() - keep) {
+            live_bytes -= b.len();
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    live.clear(); // the live set falls to zero (the vector keeps its capacity)
+    Ok(allocs)
+}
+
+/// The barriers a worker meets: warmed up, start, fallen, done.
+struct Phases {
+    warmed: Barrier,
+    start: Barrier,
+    fallen: Barrier,
+    done: Barrier,
+}
+
+fn worker(interp: &Interpreter, seed: u64, duration: Duration, phases: &Phases) -> WorkerResult {
+    let r = interp.with_gil(|g| {
+        let mut rng = Rng(seed | 1);
+        let mut live = Vec::new();
+        let warm = churn(&g, &mut live, &mut rng, Instant::now());
+        let reclaimed_before = g.memory_stats().arenas_reclaimed;
+        phases.warmed.wait();
+        phases.start.wait();
+        let start = Instant::now();
+        let allocs = warm.and_then(|_| churn(&g, &mut live, &mut rng, start + duration));
+        let elapsed = start.elapsed();
+        phases.fallen.wait();
+        phases.done.wait();
+        (allocs, elapsed, g.memory_stats().arenas_reclaimed - reclaimed_before)
+    });
+    match r {
+        Ok((Ok(allocs), elapsed, arenas_returned)) => WorkerResult { allocs, elapsed, arenas_returned, error: None },
+        Ok((Err(e), elapsed, arenas_returned)) => {
+            WorkerResult { allocs: 0, elapsed, arenas_returned, error: Some(e.to_string()) }
+        }
+        Err(e) => {
+            // Never entered: meet the barriers anyway so the others go on.
+            for b in [&phases.warmed, &phases.start, &phases.fallen, &phases.done] {
+                b.wait();
+            }
+            WorkerResult { allocs: 0, elapsed: Duration::ZERO, arenas_returned: 0, error: Some(e.to_string()) }
+        }
+    }
+}
+
+/// Runs the `memory` scenario with `threads` interpreters (one thread each)
+/// for about `duration`; returns `rss_before_mb`, `rss_peak_mb`,
+/// `rss_after_mb`, `rss_after_over_before`, `arenas_returned`,
+/// `allocs_per_s_per_thread` (plus `threads`, `seconds`, and `error` if a
+/// worker failed). Never prints.
+pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
+    let threads = threads.max(1);
+    let mut out = Map::new();
+    let rt = match Runtime::new(RuntimeConfig::default()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.insert("error".into(), Value::from(e.to_string()));
+            return out;
+        }
+    };
+    let interps: Vec<Interpreter> = match (0..threads).map(|_| rt.create(InterpreterConfig::isolated())).collect() {
+        Ok(v) => v,
+        Err(e) => {
+            out.insert("error".into(), Value::from(e.to_string()));
+            return out;
+        }
+    };
+    let phases = Phases {
+        warmed: Barrier::new(threads + 1),
+        start: Barrier::new(threads + 1),
+        fallen: Barrier::new(threads + 1),
+        done: Barrier::new(threads + 1),
+    };
+    let peak = AtomicU64::new(0);
+    let sampling = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (results, rss_before, rss_after, seconds) = std::thread::scope(|s| {
+        let monitor = s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if sampling.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2)); // sampling period, not a wait for a race
+            }
+        });
+        let phases = &phases;
+        let workers: Vec<_> = interps
+            .iter()
+            .enumerate()
+            .map(|(k, interp)| {
+                s.spawn(move || worker(interp, 0x9E37_79B9_7F4A_7C15 ^ (k as u64 + 1), duration, phases))
+            })
+            .collect();
+        phases.warmed.wait();
+        let rss_before = rss_bytes();
+        peak.store(rss_before, Ordering::Relaxed);
+        sampling.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        phases.start.wait();
+        phases.fallen.wait();
+        let seconds = started.elapsed().as_secs_f64();
+        sampling.store(false, Ordering::Relaxed);
+        // Every live set is back to zero; the interpreters are still open.
+        let rss_after = rss_bytes();
+        phases.done.wait();
+        let results: Vec<WorkerResult> = workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| WorkerResult {
+                    allocs: 0,
+                    elapsed: Duration::ZERO,
+                    arenas_returned: 0,
+                    error: Some("worker panicked".into()),
+                })
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        let _ = monitor.join();
+        (results, rss_before, rss_after, seconds)
+    });
+    let rss_peak = peak.load(Ordering::Relaxed).max(rss_before);
+    for interp in interps {
+        let _ = interp.close();
+    }
+
+    let allocs: u64 = results.iter().map(|r| r.allocs).sum();
+    let busy: f64 = results.iter().map(|r| r.elapsed.as_secs_f64()).sum::<f64>().max(1e-9);
+    out.insert("threads".into(), Value::from(threads));
+    out.insert("seconds".into(), Value::from((seconds * 100.0).round() / 100.0));
+    out.insert("rss_before_mb".into(), Value::from(mb(rss_before)));
+    out.insert("rss_peak_mb".into(), Value::from(mb(rss_peak)));
+    out.insert("rss_after_mb".into(), Value::from(mb(rss_after)));
+    let ratio = if rss_before == 0 { 0.0 } else { rss_after as f64 / rss_before as f64 };
+    out.insert("rss_after_over_before".into(), Value::from((ratio * 1000.0).round() / 1000.0));
+    out.insert("arenas_returned".into(), Value::from(results.iter().map(|r| r.arenas_returned).sum::<u64>()));
+    out.insert("allocs_per_s_per_thread".into(), Value::from((allocs as f64 / busy).round()));
+    if let Some(e) = results.iter().find_map(|r| r.error.clone()) {
+        out.insert("error".into(), Value::from(e));
+    }
+    out
+}
