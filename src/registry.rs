@@ -39,9 +39,10 @@ pub(crate) const CHUNK: usize = 64;
 #[cfg(any(test, loom))]
 pub(crate) const CHUNK: usize = 2;
 
-/// One registry entry. `rec` owns one strong count of the record: it was made
-/// by `Arc::into_raw` on insert and is given back by the deferred drop that
-/// follows removal.
+/// One registry entry. `rec` owns references to the record as described in
+/// [`own`]: a strong one that keeps it alive while it is registered and
+/// (outside loom) a weak one that keeps its allocation valid for readers until
+/// the epoch collector retires the entry.
 #[derive(Clone, Copy)]
 struct Entry {
     id: InterpreterId,
@@ -107,8 +108,8 @@ struct Plan {
 
 /// A raw record pointer that a deferred function may carry to another thread.
 struct SendPtr(*const Record);
-// SAFETY: `Record` is `Send + Sync`; the pointer is only turned back into the
-// `Arc` it came from, once, by the deferred drop.
+// SAFETY: `Record` is `Send + Sync`; the pointer is only given to
+// `own::release`, once, by the deferred function.
 unsafe impl Send for SendPtr {}
 
 /// A raw chunk or top pointer carried by a deferred function.
@@ -116,6 +117,77 @@ struct SendBox<T>(*mut T);
 // SAFETY: tops and chunks hold plain ids and pointers to `Send + Sync` records;
 // each is freed exactly once, by the deferred function that carries it.
 unsafe impl<T> Send for SendBox<T> {}
+
+/// How an entry owns its record.
+///
+/// Outside loom an entry holds a strong and a weak count. Removal drops the
+/// strong count at once, on the closing thread, so the record's contents (its
+/// tables, its reference to the runtime) are freed by whoever drops the last
+/// handle, never by the epoch collector; only the weak count, which keeps the
+/// allocation valid for readers that loaded the entry, waits for the epoch.
+/// Readers upgrade the weak count. The collector's deferred work is therefore
+/// a deallocation, cheap enough that readers that happen to run it do not
+/// slow down, and a retired entry never keeps a runtime alive.
+///
+/// loom's `Arc` has no weak count: under loom an entry holds one strong count,
+/// released by the epoch collector, and readers increment it.
+mod own {
+    use super::Record;
+    use crate::sync::Arc;
+
+    /// Turns a record into an entry pointer that owns it.
+    pub(super) fn publish(rec: Arc<Record>) -> *const Record {
+        #[cfg(not(loom))]
+        std::mem::forget(Arc::downgrade(&rec));
+        Arc::into_raw(rec)
+    }
+
+    /// A new strong reference from an entry, or `None` if its record is gone.
+    ///
+    /// # Safety
+    /// `p` came from [`publish`], and [`release`] has not run for it.
+    pub(super) unsafe fn acquire(p: *const Record) -> Option<Arc<Record>> {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the entry's weak count (made in `publish`, given back in
+            // `release`) keeps the allocation valid; the `ManuallyDrop` leaves
+            // that count to the entry.
+            let weak = std::mem::ManuallyDrop::new(unsafe { std::sync::Weak::from_raw(p) });
+            weak.upgrade()
+        }
+        #[cfg(loom)]
+        // SAFETY: the entry's strong count keeps the record alive until `release`.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Some(Arc::from_raw(p))
+        }
+    }
+
+    /// Called once, when the entry is unlinked: drops what may go at once and
+    /// returns what must wait for readers (pass it to [`release`]).
+    ///
+    /// # Safety
+    /// `p` came from [`publish`]; `unlink` runs once per `publish`.
+    pub(super) unsafe fn unlink(p: *const Record) -> *const Record {
+        #[cfg(not(loom))]
+        // SAFETY: gives back the strong count made in `publish`.
+        drop(unsafe { Arc::from_raw(p) });
+        p
+    }
+
+    /// Gives back what [`unlink`] left, once no reader can reach the entry.
+    ///
+    /// # Safety
+    /// `p` came from [`unlink`]; `release` runs once per `unlink`.
+    pub(super) unsafe fn release(p: *const Record) {
+        #[cfg(not(loom))]
+        // SAFETY: gives back the weak count made in `publish`.
+        drop(unsafe { std::sync::Weak::from_raw(p) });
+        #[cfg(loom)]
+        // SAFETY: gives back the strong count made in `publish`.
+        drop(unsafe { Arc::from_raw(p) });
+    }
+}
 
 pub(crate) struct Registry {
     uid: u64,
@@ -167,13 +239,9 @@ impl Registry {
     pub(crate) fn get(&self, id: InterpreterId) -> Option<Arc<Record>> {
         self.read(|top| {
             let e = top.find(id)?;
-            // SAFETY: the entry owns a strong count (see `Entry`), and the
-            // deferred drop of that count cannot run while we are pinned, so
-            // the record is alive here and taking another strong count is sound.
-            unsafe {
-                Arc::increment_strong_count(e.rec);
-                Some(Arc::from_raw(e.rec))
-            }
+            // SAFETY: `e` was reachable from a top loaded under our guard, so
+            // its retirement (see `own::unlink`) has not run yet.
+            unsafe { own::acquire(e.rec) }
         })
     }
 
@@ -181,13 +249,8 @@ impl Registry {
     pub(crate) fn snapshot(&self) -> Vec<Arc<Record>> {
         self.read(|top| {
             top.entries()
-                .map(|e| {
-                    // SAFETY: as in `get`.
-                    unsafe {
-                        Arc::increment_strong_count(e.rec);
-                        Arc::from_raw(e.rec)
-                    }
-                })
+                // SAFETY: as in `get`.
+                .filter_map(|e| unsafe { own::acquire(e.rec) })
                 .collect()
         })
     }
@@ -218,13 +281,6 @@ impl Registry {
                     }
                     if let Some(e) = plan.removed {
                         self.retire_record(e.rec, &guard);
-                        // Push this thread's garbage to the global queue now.
-                        // A retired record holds its runtime, which owns this
-                        // collector: left in a thread-local bag of a thread
-                        // that never pins again, it would keep the runtime
-                        // alive for good. In the global queue, `quiesce` (run
-                        // when the `Runtime` drops) reaches it.
-                        guard.flush();
                     }
                     return Some(plan.removed);
                 }
@@ -276,22 +332,28 @@ impl Registry {
     fn retire_record(&self, rec: *const Record, guard: &Guard) {
         self.garbage.fetch_add(1, Ordering::Relaxed);
         let garbage = self.garbage.clone();
-        let p = SendPtr(rec);
-        // SAFETY: the record's entry was just unlinked; the strong count it
-        // owned is released only after every reader that could see it is gone.
+        // SAFETY: the record's entry was just unlinked by our CAS, exactly once.
+        let p = SendPtr(unsafe { own::unlink(rec) });
+        // SAFETY: what `unlink` left for later is released only after every
+        // reader that could have loaded the entry is unpinned.
         unsafe {
             guard.defer_unchecked(move || {
                 let p = p;
-                drop(Arc::from_raw(p.0));
+                own::release(p.0);
                 garbage.fetch_sub(1, Ordering::Relaxed);
             })
         };
+        // The writer, not the readers, pays for reclamation: push this
+        // thread's garbage to the global queue and collect now. (Under loom
+        // the deferred part is a strong count, which holds the runtime that
+        // owns this collector: it must reach the global queue for `quiesce`.)
+        guard.flush();
     }
 
     /// Adds a record. Its id must not be registered yet.
     pub(crate) fn insert(&self, rec: Arc<Record>) {
         let id = rec.id;
-        let raw = Arc::into_raw(rec);
+        let raw = own::publish(rec);
         let entry = Entry { id, rec: raw };
         let added = self.update(|top| {
             let mut chunks = top.chunks.clone();
@@ -339,8 +401,9 @@ impl Registry {
         });
         if added.is_none() {
             // Duplicate id (ids are unique, so unreachable); give the count back.
-            // SAFETY: `raw` came from `Arc::into_raw` above and was not published.
-            drop(unsafe { Arc::from_raw(raw) });
+            // SAFETY: `raw` came from `own::publish` above and was never
+            // reachable by a reader: unlink and release at once.
+            unsafe { own::release(own::unlink(raw)) };
         }
     }
 
@@ -409,7 +472,7 @@ impl Drop for Registry {
                 for (_, c) in &top.chunks {
                     let chunk = Box::from_raw(*c as *mut Chunk);
                     for e in chunk.entries.iter() {
-                        drop(Arc::from_raw(e.rec));
+                        own::release(own::unlink(e.rec));
                     }
                 }
             }
