@@ -1,25 +1,29 @@
 //! The registry of live interpreters.
 //!
-//! A lock-free, epoch-reclaimed, copy-on-write **chunked list** of
-//! `(id, record)` pairs sorted by id: a small top array of chunk pointers
-//! (each tagged with the chunk's first id) over immutable chunks of at most
-//! [`CHUNK`] entries.
+//! A lock-free, epoch-reclaimed **chunked list** of `(id, record)` pairs
+//! sorted by id: a small *top* array of slots, each with a fixed lower fence
+//! (an id) and an atomic pointer to an immutable, sorted *chunk* of at most
+//! [`CHUNK`] entries. Slot `i` holds the ids in `[fence_i, fence_{i+1})`.
 //!
-//! * **Lookup by id** pins the runtime's own epoch `Collector`, loads the top
-//!   array with one atomic load, binary-searches it, then the chunk: wait-free,
-//!   O(log n) (about 10 probes with 1,000 interpreters), never a walk.
-//! * **Iteration** walks one published top array: a consistent snapshot that
-//!   holds every interpreter alive through the walk exactly once, in id order,
-//!   and never touches freed memory (the guard is never held across user code:
-//!   the walk copies what it needs first).
-//! * **Insert / remove** copy the one chunk they change and the top array,
-//!   publish the new top with one compare-and-swap, and retry if another
-//!   writer won (lock-free). The old top, the replaced chunk and, on removal,
-//!   the registry's reference to the record go to the epoch collector and are
-//!   freed once no pinned reader can see them. Chunks that did not change are
-//!   shared between versions, so a write dirties a few cache lines that
-//!   readers use, not the whole list: lookups stay fast while other threads
-//!   create and close interpreters.
+//! * **Lookup by id** pins the runtime's own epoch `Collector`, loads the top,
+//!   binary-searches the fences, loads the slot's chunk and binary-searches
+//!   it: wait-free, O(log n), never a walk.
+//! * **Iteration** walks one top, loading each slot's chunk: every
+//!   interpreter alive through the walk is seen exactly once, in id order,
+//!   and no freed memory is touched (the guard is never held across user
+//!   code: the walk copies what it needs first).
+//! * **Insert / remove** build a new version of the one chunk they change and
+//!   swing its slot with one compare-and-swap: the top and every other chunk
+//!   stay as they are, so a create or close dirties one slot and one chunk,
+//!   not what every reader reads. Only when a chunk fills up (a new slot) or
+//!   empties (a slot goes) is the top replaced: the replacer *freezes* every
+//!   slot of the old top (a tag bit set by CAS, so no slot write can slip in
+//!   unseen), copies them into a new top and publishes it with a CAS on the
+//!   head. A writer that meets a frozen slot helps: it publishes a plain copy
+//!   of the frozen top and retries, so no thread ever waits for another
+//!   (lock-free).
+//! * Replaced chunks and tops, and removed entries, go to the epoch collector
+//!   and are freed once no pinned reader can see them.
 //!
 //! Each runtime has its own `Collector`, so a runtime's garbage never waits on
 //! another runtime's readers and [`Registry::quiesce`] can drain it to zero.
@@ -35,9 +39,12 @@ use crate::InterpreterId;
 #[cfg(not(any(test, loom)))]
 pub(crate) const CHUNK: usize = 64;
 /// Small chunks under test and loom, so that models and unit tests exercise
-/// chunk splits, multi-chunk tops and emptied chunks.
+/// new slots, splits, emptied slots and frozen tops.
 #[cfg(any(test, loom))]
 pub(crate) const CHUNK: usize = 2;
+
+/// Tag on a slot's chunk pointer: this top is being replaced.
+const FROZEN: usize = 1;
 
 /// One registry entry. `rec` owns references to the record as described in
 /// [`own`]: a strong one that keeps it alive while it is registered and
@@ -54,56 +61,52 @@ struct Chunk {
     entries: Box<[Entry]>,
 }
 
-impl Chunk {
-    fn alloc(entries: Vec<Entry>) -> *const Chunk {
-        debug_assert!(!entries.is_empty() && entries.len() <= CHUNK);
-        Box::into_raw(Box::new(Chunk { entries: entries.into_boxed_slice() }))
-    }
+/// Allocates a chunk, or returns null for no entries.
+fn chunk(entries: Vec<Entry>) -> Owned<Chunk> {
+    debug_assert!(!entries.is_empty() && entries.len() <= CHUNK);
+    Owned::new(Chunk { entries: entries.into_boxed_slice() })
 }
 
-/// The published root: `(first id, chunk)` pairs sorted by first id.
+/// A range of ids and the chunk that holds them (null: none).
+struct Slot {
+    fence: InterpreterId,
+    chunk: Atomic<Chunk>,
+}
+
+/// The published root. The first slot's fence is 0. Dropping a top does not
+/// free its chunks (they are shared with the next top or retired one by one).
 struct Top {
-    chunks: Vec<(InterpreterId, *const Chunk)>,
-    len: usize,
+    slots: Box<[Slot]>,
 }
 
 impl Top {
-    /// The chunk that holds `id`, or would hold it: the last one whose first
-    /// id is not above it (the first chunk if `id` is below all of them).
-    fn chunk_for(&self, id: InterpreterId) -> Option<usize> {
-        if self.chunks.is_empty() {
+    fn new(slots: Vec<(InterpreterId, Shared<'_, Chunk>)>) -> Owned<Top> {
+        Owned::new(Top {
+            slots: slots.into_iter().map(|(fence, c)| Slot { fence, chunk: Atomic::from(c.with_tag(0)) }).collect(),
+        })
+    }
+
+    /// The slot whose range holds `id`.
+    fn slot_for(&self, id: InterpreterId) -> Option<usize> {
+        if self.slots.is_empty() {
             return None;
         }
-        Some(self.chunks.partition_point(|(first, _)| *first <= id).saturating_sub(1))
-    }
-
-    /// The entry for `id`, if registered.
-    fn find(&self, id: InterpreterId) -> Option<Entry> {
-        let i = self.chunk_for(id)?;
-        // SAFETY: chunks reachable from a published top stay allocated until
-        // every guard that could have loaded that top is dropped (they are
-        // retired through the epoch collector only after being unlinked).
-        let chunk = unsafe { &*self.chunks[i].1 };
-        let j = chunk.entries.binary_search_by_key(&id, |e| e.id).ok()?;
-        Some(chunk.entries[j])
-    }
-
-    /// Every entry, in id order.
-    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.chunks.iter().flat_map(|(_, c)| {
-            // SAFETY: as in `find`.
-            unsafe { &**c }.entries.iter().copied()
-        })
+        Some(self.slots.partition_point(|s| s.fence <= id).saturating_sub(1))
     }
 }
 
-/// What a write publishes: the new top, the chunks it allocated (freed if the
-/// publication loses a race), the chunk it replaced and the entry it removed.
-struct Plan {
-    top: Top,
-    fresh: Vec<*const Chunk>,
-    replaced: Option<*const Chunk>,
-    removed: Option<Entry>,
+/// The entries of a loaded chunk pointer (none for null).
+///
+/// # Safety
+/// `c` was loaded under `_guard` from a slot reachable from a top loaded under
+/// the same guard.
+unsafe fn entries<'g>(c: Shared<'g, Chunk>, _guard: &'g Guard) -> &'g [Entry] {
+    // SAFETY: chunks reachable from a published top are retired through the
+    // epoch collector only after being unlinked, so they outlive the guard.
+    match unsafe { c.as_ref() } {
+        Some(c) => &c.entries,
+        None => &[],
+    }
 }
 
 /// A raw record pointer that a deferred function may carry to another thread.
@@ -111,12 +114,6 @@ struct SendPtr(*const Record);
 // SAFETY: `Record` is `Send + Sync`; the pointer is only given to
 // `own::release`, once, by the deferred function.
 unsafe impl Send for SendPtr {}
-
-/// A raw chunk or top pointer carried by a deferred function.
-struct SendBox<T>(*mut T);
-// SAFETY: tops and chunks hold plain ids and pointers to `Send + Sync` records;
-// each is freed exactly once, by the deferred function that carries it.
-unsafe impl<T> Send for SendBox<T> {}
 
 /// How an entry owns its record.
 ///
@@ -194,15 +191,22 @@ pub(crate) struct Registry {
     alive: Arc<()>,
     collector: Collector,
     head: Atomic<Top>,
+    len: AtomicUsize,
     /// Deferred frees not run yet.
     garbage: Arc<AtomicUsize>,
 }
 
-// SAFETY: the raw pointers inside the published lists point to `Send + Sync`
+// SAFETY: the raw pointers inside the published tops point to `Send + Sync`
 // records; all access goes through atomics and epoch guards.
 unsafe impl Send for Registry {}
 // SAFETY: as above.
 unsafe impl Sync for Registry {}
+
+/// What a writer does to the chunk it works on.
+enum Edit {
+    Insert(Entry),
+    Remove(InterpreterId),
+}
 
 impl Registry {
     pub(crate) fn new(uid: u64) -> Self {
@@ -210,7 +214,8 @@ impl Registry {
             uid,
             alive: Arc::new(()),
             collector: Collector::new(),
-            head: Atomic::new(Top { chunks: Vec::new(), len: 0 }),
+            head: Atomic::new(Top { slots: Box::new([]) }),
+            len: AtomicUsize::new(0),
             garbage: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -224,214 +229,330 @@ impl Registry {
             .unwrap_or_else(|| self.collector.register().pin())
     }
 
-    /// Runs `f` on the current top with the guard pinned.
-    fn read<R>(&self, f: impl FnOnce(&Top) -> R) -> R {
+    /// Runs `f` on every chunk of the current top, in order, pinned.
+    fn walk(&self, mut f: impl FnMut(&[Entry])) {
         let guard = self.pin();
-        let top = self.head.load(Ordering::Acquire, &guard);
-        // SAFETY: the head is never null while the registry is alive, and the
-        // top it points to is freed only after every guard that could have
-        // loaded it is dropped.
-        f(unsafe { top.deref() })
+        // SAFETY: the head is never null while the registry is alive, and a
+        // top is freed only after every guard that could have loaded it.
+        let top = unsafe { self.head.load(Ordering::Acquire, &guard).deref() };
+        for slot in top.slots.iter() {
+            // SAFETY: loaded under `guard` from a top loaded under it.
+            f(unsafe { entries(slot.chunk.load(Ordering::Acquire, &guard), &guard) });
+        }
     }
 
     /// Looks up `id`, returning a new strong reference to its record.
     #[inline]
     pub(crate) fn get(&self, id: InterpreterId) -> Option<Arc<Record>> {
-        self.read(|top| {
-            let e = top.find(id)?;
-            // SAFETY: `e` was reachable from a top loaded under our guard, so
-            // its retirement (see `own::unlink`) has not run yet.
-            unsafe { own::acquire(e.rec) }
-        })
+        let guard = self.pin();
+        // SAFETY: as in `walk`.
+        let top = unsafe { self.head.load(Ordering::Acquire, &guard).deref() };
+        let slot = &top.slots[top.slot_for(id)?];
+        // SAFETY: as in `walk`.
+        let es = unsafe { entries(slot.chunk.load(Ordering::Acquire, &guard), &guard) };
+        let e = es[es.binary_search_by_key(&id, |e| e.id).ok()?];
+        // SAFETY: `e` was reachable under our guard, so its retirement (see
+        // `own::unlink`) has not run yet.
+        unsafe { own::acquire(e.rec) }
     }
 
     /// Strong references to every registered record, in id order.
     pub(crate) fn snapshot(&self) -> Vec<Arc<Record>> {
-        self.read(|top| {
-            top.entries()
-                // SAFETY: as in `get`.
-                .filter_map(|e| unsafe { own::acquire(e.rec) })
-                .collect()
-        })
+        let mut out = Vec::with_capacity(self.len());
+        // SAFETY: as in `get`.
+        self.walk(|es| out.extend(es.iter().filter_map(|e| unsafe { own::acquire(e.rec) })));
+        out
     }
 
     /// Registered ids, in order.
     pub(crate) fn ids(&self) -> Vec<InterpreterId> {
-        self.read(|top| top.entries().map(|e| e.id).collect())
+        let mut out = Vec::with_capacity(self.len());
+        self.walk(|es| out.extend(es.iter().map(|e| e.id)));
+        out
     }
 
     /// How many interpreters are registered.
     pub(crate) fn len(&self) -> usize {
-        self.read(|top| top.len)
-    }
-
-    /// Publishes a new top computed from the current one; `edit` returns
-    /// `None` to leave the registry unchanged. Returns the removed entry, if any.
-    fn update(&self, edit: impl Fn(&Top) -> Option<Plan>) -> Option<Option<Entry>> {
-        let guard = self.pin();
-        let mut cur = self.head.load(Ordering::Acquire, &guard);
-        loop {
-            // SAFETY: as in `read`.
-            let plan = edit(unsafe { cur.deref() })?;
-            match self.head.compare_exchange(cur, Owned::new(plan.top), Ordering::AcqRel, Ordering::Acquire, &guard) {
-                Ok(_) => {
-                    self.retire_top(SendBox(cur.as_raw() as *mut Top), &guard);
-                    if let Some(c) = plan.replaced {
-                        self.retire(SendBox(c as *mut Chunk), &guard);
-                    }
-                    if let Some(e) = plan.removed {
-                        self.retire_record(e.rec, &guard);
-                    }
-                    return Some(plan.removed);
-                }
-                Err(e) => {
-                    for c in plan.fresh {
-                        // SAFETY: allocated by `edit` for this attempt and never
-                        // published (the CAS failed), so we still own it.
-                        drop(unsafe { Box::from_raw(c as *mut Chunk) });
-                    }
-                    drop(e.new);
-                    cur = e.current;
-                }
-            }
-        }
-    }
-
-    /// Frees `p` once no pinned reader can reach it.
-    fn retire<T: 'static>(&self, p: SendBox<T>, guard: &Guard) {
-        self.garbage.fetch_add(1, Ordering::Relaxed);
-        let garbage = self.garbage.clone();
-        // SAFETY: `p` was just unlinked by our successful CAS, so no new reader
-        // can reach it; readers that did hold guards, and the deferred function
-        // runs only after all of them are unpinned. It was made by `Box::new`
-        // (a chunk) and is freed exactly once here.
-        unsafe {
-            guard.defer_unchecked(move || {
-                let p = p;
-                drop(Box::from_raw(p.0));
-                garbage.fetch_sub(1, Ordering::Relaxed);
-            })
-        };
-    }
-
-    /// Like `retire`, for a top, which `Owned::new` allocated.
-    fn retire_top(&self, p: SendBox<Top>, guard: &Guard) {
-        self.garbage.fetch_add(1, Ordering::Relaxed);
-        let garbage = self.garbage.clone();
-        // SAFETY: as in `retire`; the top was allocated by `Owned::new` and is
-        // given back to `Owned` to be freed, exactly once.
-        unsafe {
-            guard.defer_unchecked(move || {
-                let p = p;
-                drop(Owned::from_raw(p.0));
-                garbage.fetch_sub(1, Ordering::Relaxed);
-            })
-        };
-    }
-
-    fn retire_record(&self, rec: *const Record, guard: &Guard) {
-        self.garbage.fetch_add(1, Ordering::Relaxed);
-        let garbage = self.garbage.clone();
-        // SAFETY: the record's entry was just unlinked by our CAS, exactly once.
-        let p = SendPtr(unsafe { own::unlink(rec) });
-        // SAFETY: what `unlink` left for later is released only after every
-        // reader that could have loaded the entry is unpinned.
-        unsafe {
-            guard.defer_unchecked(move || {
-                let p = p;
-                own::release(p.0);
-                garbage.fetch_sub(1, Ordering::Relaxed);
-            })
-        };
-        // The writer, not the readers, pays for reclamation: push this
-        // thread's garbage to the global queue and collect now. (Under loom
-        // the deferred part is a strong count, which holds the runtime that
-        // owns this collector: it must reach the global queue for `quiesce`.)
-        guard.flush();
+        self.len.load(Ordering::Acquire)
     }
 
     /// Adds a record. Its id must not be registered yet.
     pub(crate) fn insert(&self, rec: Arc<Record>) {
         let id = rec.id;
         let raw = own::publish(rec);
-        let entry = Entry { id, rec: raw };
-        let added = self.update(|top| {
-            let mut chunks = top.chunks.clone();
-            let (fresh, replaced) = match top.chunk_for(id) {
-                None => {
-                    let c = Chunk::alloc(vec![entry]);
-                    chunks.push((id, c));
-                    (vec![c], None)
-                }
-                Some(i) => {
-                    let old = chunks[i].1;
-                    // SAFETY: as in `Top::find`.
-                    let es = &unsafe { &*old }.entries;
-                    let pos = es.binary_search_by_key(&id, |e| e.id).err()?;
-                    if es.len() < CHUNK {
-                        let mut v = Vec::with_capacity(es.len() + 1);
-                        v.extend_from_slice(&es[..pos]);
-                        v.push(entry);
-                        v.extend_from_slice(&es[pos..]);
-                        let c = Chunk::alloc(v);
-                        chunks[i] = (chunks[i].0.min(id), c);
-                        (vec![c], Some(old))
-                    } else if pos == es.len() {
-                        // Appending past a full chunk (the usual case: ids grow):
-                        // start a new chunk and leave this one shared.
-                        let c = Chunk::alloc(vec![entry]);
-                        chunks.insert(i + 1, (id, c));
-                        (vec![c], None)
-                    } else {
-                        // Split a full chunk around the new entry.
-                        let mut v = Vec::with_capacity(es.len() + 1);
-                        v.extend_from_slice(&es[..pos]);
-                        v.push(entry);
-                        v.extend_from_slice(&es[pos..]);
-                        let right = v.split_off(v.len() / 2);
-                        let (lf, rf) = (v[0].id, right[0].id);
-                        let (l, r) = (Chunk::alloc(v), Chunk::alloc(right));
-                        chunks[i] = (lf, l);
-                        chunks.insert(i + 1, (rf, r));
-                        (vec![l, r], Some(old))
-                    }
-                }
-            };
-            Some(Plan { top: Top { chunks, len: top.len + 1 }, fresh, replaced, removed: None })
-        });
-        if added.is_none() {
-            // Duplicate id (ids are unique, so unreachable); give the count back.
+        if self.write(Edit::Insert(Entry { id, rec: raw })).is_none() {
+            // Duplicate id (ids are unique, so unreachable): give it back.
             // SAFETY: `raw` came from `own::publish` above and was never
             // reachable by a reader: unlink and release at once.
             unsafe { own::release(own::unlink(raw)) };
+        } else {
+            self.len.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     /// Removes `id`; returns whether it was registered.
     pub(crate) fn remove(&self, id: InterpreterId) -> bool {
-        self.update(|top| {
-            let i = top.chunk_for(id)?;
-            let old = top.chunks[i].1;
-            // SAFETY: as in `Top::find`.
-            let es = &unsafe { &*old }.entries;
-            let pos = es.binary_search_by_key(&id, |e| e.id).ok()?;
-            let removed = es[pos];
-            let mut chunks = top.chunks.clone();
-            let mut fresh = Vec::new();
-            if es.len() == 1 {
-                chunks.remove(i);
-            } else {
-                let mut v = Vec::with_capacity(es.len() - 1);
-                v.extend_from_slice(&es[..pos]);
-                v.extend_from_slice(&es[pos + 1..]);
-                let first = v[0].id;
-                let c = Chunk::alloc(v);
-                fresh.push(c);
-                chunks[i] = (first, c);
+        let guard = self.pin();
+        match self.write(Edit::Remove(id)) {
+            Some(Some(e)) => {
+                self.len.fetch_sub(1, Ordering::AcqRel);
+                self.retire_record(e.rec, &guard);
+                true
             }
-            Some(Plan { top: Top { chunks, len: top.len - 1 }, fresh, replaced: Some(old), removed: Some(removed) })
-        })
-        .is_some()
+            _ => false,
+        }
+    }
+
+    /// Applies `edit`. Returns `None` if it does not apply (duplicate insert,
+    /// unknown id), else the removed entry, if any.
+    fn write(&self, edit: Edit) -> Option<Option<Entry>> {
+        let guard = self.pin();
+        loop {
+            let top_sh = self.head.load(Ordering::Acquire, &guard);
+            // SAFETY: as in `walk`.
+            let top = unsafe { top_sh.deref() };
+            let Some(i) = top.slot_for(match edit {
+                Edit::Insert(e) => e.id,
+                Edit::Remove(id) => id,
+            }) else {
+                // No slot yet (the first insert): publish a top with one.
+                let Edit::Insert(e) = edit else { return None };
+                let c = chunk(vec![e]).into_shared(&guard);
+                if self.publish_top(top_sh, Top::new(vec![(0, c)]), &guard) {
+                    return Some(None);
+                }
+                // SAFETY: `c` was never published; we still own it.
+                drop(unsafe { c.into_owned() });
+                continue;
+            };
+            let cur = top.slots[i].chunk.load(Ordering::Acquire, &guard);
+            if cur.tag() == FROZEN {
+                self.help(top_sh, &guard);
+                continue;
+            }
+            // SAFETY: as in `walk`.
+            let es = unsafe { entries(cur, &guard) };
+            match edit {
+                Edit::Insert(e) => {
+                    let pos = es.binary_search_by_key(&e.id, |x| x.id).err()?;
+                    let mut v = Vec::with_capacity(es.len() + 1);
+                    v.extend_from_slice(&es[..pos]);
+                    v.push(e);
+                    v.extend_from_slice(&es[pos..]);
+                    if v.len() <= CHUNK {
+                        if self.swing(&top.slots[i], cur, Some(chunk(v)), &guard) {
+                            return Some(None);
+                        }
+                        continue;
+                    }
+                    // Full: a new slot. Appending (ids grow) leaves this chunk
+                    // as it is; an insert in the middle splits it.
+                    let layout = if pos == es.len() {
+                        let c = chunk(vec![e]).into_shared(&guard);
+                        (vec![(top.slots[i].fence, cur.with_tag(0)), (e.id, c)], vec![c], false)
+                    } else {
+                        let right = v.split_off(v.len() / 2);
+                        let rf = right[0].id;
+                        let (l, r) = (chunk(v).into_shared(&guard), chunk(right).into_shared(&guard));
+                        (vec![(top.slots[i].fence, l), (rf, r)], vec![l, r], true)
+                    };
+                    if self.replace_slot(top_sh, i, cur, layout.0, layout.2, &guard) {
+                        return Some(None);
+                    }
+                    for c in layout.1 {
+                        // SAFETY: allocated above for this attempt and never published.
+                        drop(unsafe { c.into_owned() });
+                    }
+                }
+                Edit::Remove(id) => {
+                    let pos = es.binary_search_by_key(&id, |x| x.id).ok()?;
+                    let removed = es[pos];
+                    if es.len() > 1 || top.slots.len() == 1 {
+                        let next = (es.len() > 1).then(|| {
+                            let mut v = Vec::with_capacity(es.len() - 1);
+                            v.extend_from_slice(&es[..pos]);
+                            v.extend_from_slice(&es[pos + 1..]);
+                            chunk(v)
+                        });
+                        if self.swing(&top.slots[i], cur, next, &guard) {
+                            return Some(Some(removed));
+                        }
+                        continue;
+                    }
+                    // The chunk empties: drop its slot (its range joins the
+                    // previous slot's; the first slot's fence stays 0).
+                    if self.replace_slot(top_sh, i, cur, Vec::new(), true, &guard) {
+                        return Some(Some(removed));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Swings `slot` from `cur` to `next` (null for `None`); on success retires
+    /// `cur`. On failure frees `next` and returns false.
+    fn swing(&self, slot: &Slot, cur: Shared<'_, Chunk>, next: Option<Owned<Chunk>>, guard: &Guard) -> bool {
+        let next = next.map_or(Shared::null(), |c| c.into_shared(guard));
+        match slot.chunk.compare_exchange(cur, next, Ordering::AcqRel, Ordering::Acquire, guard) {
+            Ok(_) => {
+                self.retire_chunk(cur, guard);
+                true
+            }
+            Err(_) => {
+                if !next.is_null() {
+                    // SAFETY: `next` was never published; we still own it.
+                    drop(unsafe { next.into_owned() });
+                }
+                false
+            }
+        }
+    }
+
+    /// Freezes every slot of `top_sh` and returns their chunk pointers.
+    fn freeze<'g>(&self, top_sh: Shared<'g, Top>, guard: &'g Guard) -> Vec<Shared<'g, Chunk>> {
+        // SAFETY: as in `walk`.
+        let top = unsafe { top_sh.deref() };
+        top.slots
+            .iter()
+            .map(|slot| loop {
+                let c = slot.chunk.load(Ordering::Acquire, guard);
+                if c.tag() == FROZEN {
+                    break c.with_tag(0);
+                }
+                if slot
+                    .chunk
+                    .compare_exchange(c, c.with_tag(FROZEN), Ordering::AcqRel, Ordering::Acquire, guard)
+                    .is_ok()
+                {
+                    break c;
+                }
+            })
+            .collect()
+    }
+
+    /// Replaces slot `i` of `top_sh` (whose chunk the caller read as `cur`)
+    /// with `with` (zero, one or two slots) in a new top. Returns false, having
+    /// published nothing of its own, if slot `i` changed since `cur` was read
+    /// or another top won; the caller then frees what it allocated and retries.
+    fn replace_slot<'g>(
+        &self,
+        top_sh: Shared<'g, Top>,
+        i: usize,
+        cur: Shared<'g, Chunk>,
+        with: Vec<(InterpreterId, Shared<'g, Chunk>)>,
+        retire_cur: bool,
+        guard: &'g Guard,
+    ) -> bool {
+        let frozen = self.freeze(top_sh, guard);
+        // SAFETY: as in `walk`.
+        let top = unsafe { top_sh.deref() };
+        if frozen[i] != cur.with_tag(0) {
+            // Someone changed slot `i` after we read it: publish a plain copy
+            // (the old top is frozen for good) and let the caller retry.
+            self.help(top_sh, guard);
+            return false;
+        }
+        let mut slots: Vec<(InterpreterId, Shared<'g, Chunk>)> = Vec::with_capacity(top.slots.len() + 1);
+        for (k, slot) in top.slots.iter().enumerate() {
+            if k == i {
+                slots.extend(with.iter().copied());
+            } else {
+                slots.push((slot.fence, frozen[k]));
+            }
+        }
+        if let Some(first) = slots.first_mut() {
+            first.0 = 0;
+        }
+        if self.publish_top(top_sh, Top::new(slots), guard) {
+            if retire_cur {
+                self.retire_chunk(cur, guard);
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Publishes a plain copy of a frozen `top_sh` so that writers can go on.
+    fn help<'g>(&self, top_sh: Shared<'g, Top>, guard: &'g Guard) {
+        let frozen = self.freeze(top_sh, guard);
+        // SAFETY: as in `walk`.
+        let top = unsafe { top_sh.deref() };
+        let slots = top.slots.iter().zip(frozen).map(|(s, c)| (s.fence, c)).collect();
+        self.publish_top(top_sh, Top::new(slots), guard);
+    }
+
+    /// Swings the head from `old` to `new`; on success retires `old`.
+    fn publish_top(&self, old: Shared<'_, Top>, new: Owned<Top>, guard: &Guard) -> bool {
+        match self.head.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire, guard) {
+            Ok(_) => {
+                self.retire_top(old, guard);
+                true
+            }
+            // The new top is dropped; its chunks are shared, not freed.
+            Err(_) => false,
+        }
+    }
+
+    fn defer_free(&self, f: impl FnOnce() + 'static, guard: &Guard) {
+        self.garbage.fetch_add(1, Ordering::Relaxed);
+        let garbage = self.garbage.clone();
+        // SAFETY: every caller passes a function that frees something it just
+        // unlinked, exactly once; the collector runs it only after every guard
+        // that could have reached that thing is dropped. What it captures is
+        // plain data and pointers to `Send + Sync` records.
+        unsafe {
+            guard.defer_unchecked(move || {
+                f();
+                garbage.fetch_sub(1, Ordering::Relaxed);
+            })
+        };
+    }
+
+    fn retire_chunk(&self, c: Shared<'_, Chunk>, guard: &Guard) {
+        if c.is_null() {
+            return;
+        }
+        let p = SendRaw(c.with_tag(0).as_raw() as *mut Chunk);
+        self.defer_free(
+            move || {
+                let p = p;
+                // SAFETY: see `defer_free`; allocated by `Owned::new`.
+                drop(unsafe { Owned::from_raw(p.0) });
+            },
+            guard,
+        );
+    }
+
+    fn retire_top(&self, t: Shared<'_, Top>, guard: &Guard) {
+        let p = SendRaw(t.as_raw() as *mut Top);
+        self.defer_free(
+            move || {
+                let p = p;
+                // SAFETY: see `defer_free`; allocated by `Owned::new`. Its
+                // chunks are not freed with it.
+                drop(unsafe { Owned::from_raw(p.0) });
+            },
+            guard,
+        );
+    }
+
+    fn retire_record(&self, rec: *const Record, guard: &Guard) {
+        // SAFETY: the record's entry was just unlinked, exactly once.
+        let p = SendPtr(unsafe { own::unlink(rec) });
+        self.defer_free(
+            move || {
+                let p = p;
+                // SAFETY: what `unlink` left, released once no reader can reach it.
+                unsafe { own::release(p.0) };
+            },
+            guard,
+        );
+        // The writer, not the readers, pays for reclamation: push this
+        // thread's garbage to the global queue and collect now. (Under loom the
+        // deferred part is a strong count, which holds the runtime that owns
+        // this collector: it must reach the global queue for `quiesce`.)
+        guard.flush();
     }
 
     /// Number of deferred frees that have not run yet.
@@ -456,23 +577,33 @@ impl Registry {
     }
 }
 
+/// A raw chunk or top pointer carried by a deferred function.
+struct SendRaw<T>(*mut T);
+// SAFETY: tops and chunks hold plain ids and pointers to `Send + Sync` records;
+// each is freed exactly once, by the deferred function that carries it.
+unsafe impl<T> Send for SendRaw<T> {}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         // The runtime is being freed, which happens only after every record
-        // (each holds the runtime) is gone, so no entry is left. This may run
-        // inside a deferred function of this very collector: do not pin here.
+        // (each holds the runtime) is gone, so normally no entry is left. This
+        // may run inside a deferred function of this very collector: do not
+        // pin here.
         // SAFETY: `&mut self`: no other thread can reach this registry, so the
         // top and its chunks can be taken and freed without a guard; each
-        // chunk pointer in the live top is owned by it alone.
+        // chunk of the live top is owned by it alone.
         unsafe {
             let g = epoch::unprotected();
             let head = self.head.swap(Shared::null(), Ordering::AcqRel, g);
             if !head.is_null() {
                 let top = head.into_owned();
-                for (_, c) in &top.chunks {
-                    let chunk = Box::from_raw(*c as *mut Chunk);
-                    for e in chunk.entries.iter() {
-                        own::release(own::unlink(e.rec));
+                for slot in top.slots.iter() {
+                    let c = slot.chunk.load(Ordering::Relaxed, g).with_tag(0);
+                    if !c.is_null() {
+                        let chunk = c.into_owned();
+                        for e in chunk.entries.iter() {
+                            own::release(own::unlink(e.rec));
+                        }
                     }
                 }
             }
@@ -518,5 +649,58 @@ mod tests {
             check(&model);
         }
         assert_eq!(rt.quiesce(), 0);
+    }
+
+    /// Writers race on tiny chunks (2 entries): slots fill, split, empty and
+    /// tops are frozen, helped and replaced all the time, while a reader
+    /// checks that every stable interpreter stays findable and each snapshot
+    /// is sorted and duplicate-free.
+    #[test]
+    fn concurrent_writers_with_tiny_chunks() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let rt = std::sync::Arc::new(Runtime::new(RuntimeConfig::default()).unwrap());
+        let stable: Vec<_> = (0..20).map(|_| rt.create(InterpreterConfig::isolated()).unwrap()).collect();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..3)
+            .map(|_| {
+                let rt = rt.clone();
+                std::thread::spawn(move || {
+                    let mut kept = Vec::new();
+                    for k in 0..600 {
+                        let i = rt.create(InterpreterConfig::isolated()).unwrap();
+                        if k % 5 == 0 {
+                            kept.push(i);
+                        } else {
+                            i.close().unwrap();
+                        }
+                        if k % 7 == 0 {
+                            if let Some(old) = kept.pop() {
+                                old.close().unwrap();
+                            }
+                        }
+                    }
+                    kept.len()
+                })
+            })
+            .collect();
+        let reader = {
+            let (rt, stop) = (rt.clone(), stop.clone());
+            let ids: Vec<u64> = stable.iter().map(|i| i.id()).collect();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    for id in &ids {
+                        assert_eq!(rt.get(*id).unwrap().id(), *id);
+                    }
+                    let seen = rt.ids();
+                    assert!(seen.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+                    assert!(ids.iter().all(|id| seen.binary_search(id).is_ok()), "a live one was missed");
+                }
+            })
+        };
+        let kept: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        stop.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
+        assert_eq!(rt.len(), 1 + stable.len() + kept);
+        assert_eq!(rt.ids().len(), rt.len());
     }
 }
