@@ -21,13 +21,24 @@ fn mutual_exclusion_and_no_lost_wakeup() {
                 let (a, c) = (a.clone(), counter.clone());
                 // loom reports a data race on the cell if two threads were
                 // inside at once, and a deadlock if a release lost a wake-up.
-                thread::spawn(move || a.with_gil(|_| c.0.with_mut(|p| unsafe { *p += 1 })).unwrap())
+                thread::spawn(move || {
+                    a.with_gil(|_| {
+                        // SAFETY: under the GIL only this thread touches the cell
+                        // (what the model checks).
+                        c.0.with_mut(|p| unsafe { *p += 1 })
+                    })
+                    .unwrap()
+                })
             })
             .collect();
         for h in hs {
             h.join().unwrap();
         }
-        a.with_gil(|_| counter.0.with(|p| assert_eq!(unsafe { *p }, 2))).unwrap();
+        a.with_gil(|_| {
+            // SAFETY: both writers have been joined; we hold the GIL.
+            counter.0.with(|p| assert_eq!(unsafe { *p }, 2))
+        })
+        .unwrap();
     });
 }
 

@@ -169,6 +169,15 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[idx.min(v.len() - 1)]
 }
 
+/// Resident set size of this process in bytes, from `/proc/self/statm`
+/// (pages of 4 KiB on x86-64 Linux); 0 where unavailable.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
 /// Rounds for display and JSON.
 pub fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use crate::rss_bytes;
 use serde_json::{Map, Value};
 use subinterp::{Block, Gil, Interpreter, InterpreterConfig, Runtime, RuntimeConfig};
 
@@ -25,15 +26,6 @@ use subinterp::{Block, Gil, Interpreter, InterpreterConfig, Runtime, RuntimeConf
 const TARGET_LIVE: usize = 24 << 20;
 /// Fraction of the target it falls back to (1/20 = 5 %).
 const FALL_DIVISOR: usize = 20;
-
-/// Resident set size in bytes, from `/proc/self/statm` (pages of 4 KiB on
-/// x86-64 Linux); 0 where unavailable.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
-}
 
 fn mb(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0

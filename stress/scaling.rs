@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use subinterp::{Interpreter, InterpreterConfig, Runtime, RuntimeConfig};
 
-use crate::{percentile, round, Opts, Progress, Report};
+use crate::{percentile, round, rss_bytes, Opts, Progress, Report};
 
 /// Live interpreters during the lookup phase.
 const LIVE_FOR_LOOKUP: usize = 1_000;
@@ -246,7 +246,7 @@ pub fn run(opts: &Opts, progress: &Progress) -> Report {
     let rss0 = rss_bytes();
     let idle: Vec<_> = (0..1_000).map(|_| rt.create(InterpreterConfig::isolated()).expect("create")).collect();
     let rss1 = rss_bytes();
-    let per_idle_kib = (rss1.saturating_sub(rss0)) as f64 / 1_000.0 / 1024.0;
+    let per_idle_kib = rss1.saturating_sub(rss0) as f64 / 1_000.0 / 1024.0;
     drop(idle);
     report.values.insert("idle_interpreter_kib".into(), Value::from(round(per_idle_kib, 2)));
     report.notes.push(format!(
@@ -258,13 +258,4 @@ pub fn run(opts: &Opts, progress: &Progress) -> Report {
             .to_string(),
     );
     report
-}
-
-/// Resident set size of this process, from /proc/self/statm (0 where unavailable).
-fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<usize>().ok()))
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
 }
