@@ -189,6 +189,23 @@ impl Runtime {
         }
     }
 
+    /// Closes the live interpreter with this id (CPython's
+    /// `_interpreters.destroy(id)`): [`Interpreter::close`] after a lookup.
+    ///
+    /// Errors: [`Error::InterpreterNotFound`] for an id that never existed or
+    /// is already closed, then every refusal of [`Interpreter::close`].
+    ///
+    /// ```
+    /// use subinterp::{Error, InterpreterConfig, Runtime, RuntimeConfig};
+    /// let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    /// let id = rt.create(InterpreterConfig::isolated()).unwrap().id();
+    /// rt.close(id).unwrap();
+    /// assert!(matches!(rt.close(id), Err(Error::InterpreterNotFound { .. })));
+    /// ```
+    pub fn close(&self, id: InterpreterId) -> Result<crate::CloseReport> {
+        self.get(id)?.close()
+    }
+
     /// Handles to every live interpreter, in id order (one consistent snapshot).
     pub fn interpreters(&self) -> Vec<Interpreter> {
         self.inner.registry.snapshot().into_iter().map(|rec| Interpreter { rec }).collect()

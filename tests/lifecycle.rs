@@ -75,6 +75,16 @@ fn lookup_of_unknown_and_closed_ids_is_not_found() {
 }
 
 #[test]
+fn close_by_id_of_unknown_or_closed_ids_is_not_found() {
+    let rt = rt();
+    assert!(matches!(rt.close(7), Err(Error::InterpreterNotFound { id: 7 })));
+    let a = rt.create(InterpreterConfig::isolated()).unwrap();
+    rt.close(a.id()).unwrap();
+    assert!(matches!(rt.close(a.id()), Err(Error::InterpreterNotFound { id: 1 })));
+    assert!(matches!(rt.close(0), Ok(_)), "main closes once it is alone");
+}
+
+#[test]
 fn every_use_of_a_closed_interpreter_is_a_typed_error() {
     let rt = rt();
     let a = rt.create(InterpreterConfig::isolated()).unwrap();
