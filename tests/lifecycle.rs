@@ -81,7 +81,7 @@ fn close_by_id_of_unknown_or_closed_ids_is_not_found() {
     let a = rt.create(InterpreterConfig::isolated()).unwrap();
     rt.close(a.id()).unwrap();
     assert!(matches!(rt.close(a.id()), Err(Error::InterpreterNotFound { id: 1 })));
-    assert!(matches!(rt.close(0), Ok(_)), "main closes once it is alone");
+    assert!(rt.close(0).is_ok(), "main closes once it is alone");
 }
 
 #[test]
