@@ -41,6 +41,8 @@ const POOL_MASK: usize = POOL_SIZE - 1;
 /// One bit per 16-byte granule of a pool.
 const LIVE_WORDS: usize = POOL_SIZE / ALIGNMENT / 64;
 const INUSE_WORDS: usize = MAX_POOLS_PER_ARENA / 64;
+/// Bytes of a pool covered by one word of the live bitmap.
+const LIVE_WORD_SPAN: usize = 64 * ALIGNMENT;
 /// Carving stops at this boundary (the smallest OS page), so a pool's pages
 /// are touched only as its blocks are used.
 const CARVE_PAGE: usize = 4096;
@@ -459,21 +461,36 @@ impl HeapState {
             let first = (*pool).nextoffset as usize;
             debug_assert!(first <= (*pool).maxnextoffset as usize, "refill of a full pool");
             let page_end = (first | (CARVE_PAGE - 1)) + 1;
-            let mut off = first;
-            let base = pool.cast::<u8>();
-            loop {
-                let next = off + size;
-                if next > (*pool).maxnextoffset as usize || next + size > page_end {
-                    *base.add(off).cast::<*mut u8>() = ptr::null_mut();
-                    (*pool).nextoffset = next as u32;
-                    break;
-                }
-                *base.add(off).cast::<*mut u8>() = base.add(next);
-                off = next;
+            // The blocks from `first` up to the end of the page (at least one).
+            let mut n = 1;
+            while first + (n + 1) * size <= (*pool).maxnextoffset as usize + size && first + (n + 1) * size <= page_end
+            {
+                n += 1;
             }
-            let bp = base.add(first);
-            (*pool).freeblock = bp;
-            bp
+            (*pool).nextoffset = (first + n * size) as u32;
+            // Linked so that consecutive blocks fall in different words of the
+            // live bitmap (`stride` blocks apart, rotating through the page's
+            // words): when a block is freed and the next one allocated, as in
+            // any LIFO-ish use, the allocation's bit update does not wait on
+            // the store of the free's update to the same word.
+            let stride = LIVE_WORD_SPAN.div_ceil(size);
+            let base = pool.cast::<u8>();
+            let head = base.add(first);
+            let mut prev = head;
+            for r in 0..stride.min(n) {
+                let mut j = r;
+                while j < n {
+                    let b = base.add(first + j * size);
+                    if j != 0 {
+                        *prev.cast::<*mut u8>() = b;
+                        prev = b;
+                    }
+                    j += stride;
+                }
+            }
+            *prev.cast::<*mut u8>() = ptr::null_mut();
+            (*pool).freeblock = head;
+            head
         }
     }
 
