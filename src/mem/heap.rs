@@ -298,11 +298,11 @@ pub(crate) struct HeapState {
     chunks: ChunkTable,
     chunk_shift: u32,
     /// The arena the last checked free found through `chunks` (its base, with
-    /// the mapping's provenance, and usable size; size 0: none). A free into
-    /// it skips the table. Always a mapped arena of this heap: cleared when
-    /// that arena is unmapped.
+    /// the mapping's provenance, and usable size in granules; 0: none). A
+    /// free into it skips the table. Always a mapped arena of this heap:
+    /// cleared when that arena is unmapped.
     hot_base: *mut u8,
-    hot_len: usize,
+    hot_granules: usize,
     /// The one arena kept with no live block, or `NIL` (may be stale).
     spare: u32,
     /// Whether the spare's pages were given back since it last served a pool.
@@ -347,7 +347,7 @@ impl HeapState {
             chunks: ChunkTable::default(),
             chunk_shift: 0,
             hot_base: ptr::null_mut(),
-            hot_len: 0,
+            hot_granules: 0,
             spare: NIL,
             spare_purged: false,
             large: AddrMap::default(),
@@ -884,18 +884,27 @@ impl HeapState {
         let size = class_size(c);
         let pool = base.wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
         // SAFETY: pool `i` lies inside the mapped arena (i < npools) and was
-        // free: nothing else references it. Its `live` bitmap is all zero: the
-        // pages are fresh (or discarded) anonymous memory, or the pool was
-        // returned with no live block, which clears every bit.
+        // free: nothing else references it. Its header bytes were only ever
+        // written by this heap, or read as zeros (fresh or discarded pages).
+        // Its `live` bitmap is all zero: the pages are fresh (or discarded)
+        // anonymous memory, or the pool was returned with no live block,
+        // which clears every bit.
         unsafe {
-            ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
-            ptr::addr_of_mut!((*pool).local_free).write(ptr::null_mut());
+            // A pool returned by this class and not discarded since still has
+            // every block it carved on its two free lists (it was returned
+            // with none live): take it back as it is, without carving again.
+            // Zeroed pages fail the test (`maxblocks` is never 0 in use).
+            let intact = (*pool).maxblocks == blocks_per_pool(c) as u32 && usize::from((*pool).szidx) == c;
+            if !intact {
+                ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
+                ptr::addr_of_mut!((*pool).local_free).write(ptr::null_mut());
+                ptr::addr_of_mut!((*pool).maxblocks).write(blocks_per_pool(c) as u32);
+                ptr::addr_of_mut!((*pool).szidx).write(c as u16);
+                ptr::addr_of_mut!((*pool).nextoffset).write(POOL_HEADER_SIZE as u32);
+                ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
+            }
             ptr::addr_of_mut!((*pool).nalloc).write(0);
             ptr::addr_of_mut!((*pool).nfreed).write(0);
-            ptr::addr_of_mut!((*pool).maxblocks).write(blocks_per_pool(c) as u32);
-            ptr::addr_of_mut!((*pool).szidx).write(c as u16);
-            ptr::addr_of_mut!((*pool).nextoffset).write(POOL_HEADER_SIZE as u32);
-            ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
             ptr::addr_of_mut!((*pool).arena).write(a);
             ptr::addr_of_mut!((*pool).index).write(i as u16);
             ptr::addr_of_mut!((*pool).empties_at).write(1);
@@ -946,7 +955,7 @@ impl HeapState {
 
     fn unmap(&mut self, a: u32, arena: Arena) {
         if self.hot_base == arena.base() {
-            self.hot_len = 0;
+            self.hot_granules = 0;
         }
         let (lo, hi) = (arena.base() as usize, arena.base() as usize + arena.size());
         for chunk in (lo >> self.chunk_shift)..=((hi - 1) >> self.chunk_shift) {
@@ -1040,13 +1049,16 @@ impl HeapState {
     }
 
     /// The base of the arena of this heap containing `addr`, which becomes the
-    /// hot arena; null if there is none.
+    /// hot arena; null if there is none or `addr` is not 16-byte aligned.
     #[cold]
     #[inline(never)]
     fn find_hot(&mut self, addr: usize) -> *mut u8 {
+        if addr % ALIGNMENT != 0 {
+            return ptr::null_mut();
+        }
         match self.arena_of(addr) {
             Some((_, base)) => {
-                (self.hot_base, self.hot_len) = (base, self.arena_size);
+                (self.hot_base, self.hot_granules) = (base, self.arena_size >> ALIGNMENT_SHIFT);
                 base
             }
             None => ptr::null_mut(),
@@ -1080,11 +1092,10 @@ impl HeapState {
     /// If `addr` is a live block of this heap, nothing uses it afterwards.
     #[inline(always)]
     pub(crate) unsafe fn free_small_checked(&mut self, addr: usize) -> bool {
-        if addr % ALIGNMENT != 0 {
-            return false;
-        }
         let mut base = self.hot_base;
-        if addr.wrapping_sub(base as usize) >= self.hot_len {
+        // One test for "inside the hot arena and 16-byte aligned": the base is
+        // aligned, so a misaligned address rotates its low bits to the top.
+        if addr.wrapping_sub(base as usize).rotate_right(ALIGNMENT_SHIFT) >= self.hot_granules {
             base = self.find_hot(addr);
             if base.is_null() {
                 return false;
@@ -1094,7 +1105,6 @@ impl HeapState {
         let off = addr & POOL_MASK;
         let pool = bp.wrapping_sub(off).cast::<PoolHeader>();
         let g = off >> ALIGNMENT_SHIFT;
-        let bit = 1u64 << (g & 63);
         // SAFETY: the pool lies inside a mapped arena of this heap (the hot
         // arena is one, else `arena_of` found one);
         // its header bytes are only ever written by the heap (or are fresh
@@ -1104,10 +1114,11 @@ impl HeapState {
         unsafe {
             let w = ptr::addr_of_mut!((*pool).live).cast::<u64>().add(g >> 6);
             let v = *w;
-            if v & bit == 0 {
+            // Bit test, then flip it (known set): `bt` + `btc` on x86-64.
+            if (v >> (g & 63)) & 1 == 0 {
                 return false;
             }
-            *w = v & !bit;
+            *w = v ^ (1u64 << (g & 63));
             self.push_free(pool, bp);
         }
         true
@@ -1272,7 +1283,7 @@ impl HeapState {
     }
 
     fn release_all(&mut self) {
-        self.hot_len = 0;
+        self.hot_granules = 0;
         self.used = [ptr::null_mut(); NUM_SIZE_CLASSES];
         self.cached = [ptr::null_mut(); NUM_SIZE_CLASSES];
         for a in 0..self.arenas.len() {
@@ -1330,7 +1341,8 @@ unsafe fn set_live(pool: *mut PoolHeader, off: usize) {
     // SAFETY: caller; `g / 64 < LIVE_WORDS` since `off < POOL_SIZE`.
     unsafe {
         let w = ptr::addr_of_mut!((*pool).live).cast::<u64>().add(g >> 6);
-        *w |= 1u64 << (g & 63);
+        let v = *w;
+        *w = v | (1u64 << (g & 63));
     }
 }
 
