@@ -65,13 +65,9 @@ struct PoolHeader {
     /// Links of the class's `used` list.
     next: *mut PoolHeader,
     prev: *mut PoolHeader,
-    /// Blocks handed out and blocks freed since the pool was carved (both
-    /// wrapping): the live count (`ref_count`) is their difference. Alloc
-    /// and free each bump their own word, so an alloc/free pair does not
-    /// wait on the store the other just made (as with one shared counter).
-    /// The pool is full (and on no list) iff `ref_count == maxblocks`.
-    nalloc: u32,
-    nfreed: u32,
+    /// Live blocks; the pool is full (and on no list) iff it equals `maxblocks`.
+    ref_count: u32,
+    _pad: u32,
     /// Blocks that fit in the pool.
     maxblocks: u32,
     /// Size class, and index of the pool inside its arena.
@@ -431,9 +427,9 @@ impl HeapState {
                 bp = self.refill(pool);
             }
             (*pool).freeblock = *bp.cast::<*mut u8>();
-            let n = (*pool).nalloc.wrapping_add(1);
-            (*pool).nalloc = n;
-            if n.wrapping_sub((*pool).nfreed) == (*pool).maxblocks {
+            let rc = (*pool).ref_count + 1;
+            (*pool).ref_count = rc;
+            if rc == (*pool).maxblocks {
                 self.unlink(pool); // full
             }
             set_live(pool, bp as usize & POOL_MASK);
@@ -531,11 +527,10 @@ impl HeapState {
         unsafe {
             *bp.cast::<*mut u8>() = (*pool).local_free;
             (*pool).local_free = bp;
-            let f = (*pool).nfreed;
-            (*pool).nfreed = f.wrapping_add(1);
-            let rc = (*pool).nalloc.wrapping_sub(f); // live count before this free
-                                                     // Was full, or emptied (the class's cached pool stays as it is:
-                                                     // its `empties_at` is 0, which a live block's free never hits).
+            let rc = (*pool).ref_count;
+            (*pool).ref_count = rc - 1;
+            // Was full, or emptied (the class's cached pool stays as it is:
+            // its `empties_at` is 0, which a live block's free never hits).
             if rc == (*pool).maxblocks || rc == (*pool).empties_at {
                 self.free_slow(pool);
             }
@@ -903,8 +898,7 @@ impl HeapState {
                 ptr::addr_of_mut!((*pool).nextoffset).write(POOL_HEADER_SIZE as u32);
                 ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
             }
-            ptr::addr_of_mut!((*pool).nalloc).write(0);
-            ptr::addr_of_mut!((*pool).nfreed).write(0);
+            ptr::addr_of_mut!((*pool).ref_count).write(0);
             ptr::addr_of_mut!((*pool).arena).write(a);
             ptr::addr_of_mut!((*pool).index).write(i as u16);
             ptr::addr_of_mut!((*pool).empties_at).write(1);
@@ -1324,7 +1318,7 @@ pub(crate) unsafe fn small_block_size(bp: *const u8) -> usize {
 #[inline(always)]
 unsafe fn ref_count(pool: *const PoolHeader) -> u32 {
     // SAFETY: caller.
-    unsafe { (*pool).nalloc.wrapping_sub((*pool).nfreed) }
+    unsafe { (*pool).ref_count }
 }
 
 /// Whether `size` is served by pools.
