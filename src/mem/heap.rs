@@ -41,6 +41,8 @@ const POOL_MASK: usize = POOL_SIZE - 1;
 /// One bit per 16-byte granule of a pool.
 const LIVE_WORDS: usize = POOL_SIZE / ALIGNMENT / 64;
 const INUSE_WORDS: usize = MAX_POOLS_PER_ARENA / 64;
+/// Bytes of a pool covered by one word of the live bitmap.
+const LIVE_WORD_SPAN: usize = 64 * ALIGNMENT;
 /// Carving stops at this boundary (the smallest OS page), so a pool's pages
 /// are touched only as its blocks are used.
 const CARVE_PAGE: usize = 4096;
@@ -65,18 +67,23 @@ struct PoolHeader {
     prev: *mut PoolHeader,
     /// Live blocks; the pool is full (and on no list) iff it equals `maxblocks`.
     ref_count: u32,
+    _pad: u32,
     /// Blocks that fit in the pool.
     maxblocks: u32,
-    /// Size class.
-    szidx: u32,
+    /// Size class, and index of the pool inside its arena.
+    szidx: u16,
+    index: u16,
     /// Offset of the next never-used block (lazy carving).
     nextoffset: u32,
     /// Last offset at which a whole block fits.
     maxnextoffset: u32,
-    /// Index of the arena slot and of the pool inside the arena.
+    /// Index of the arena slot.
     arena: u32,
-    index: u32,
-    _pad: u32,
+    /// The free fast path leaves for `free_slow` when a free makes
+    /// `ref_count` drop from this value: 1 (the pool empties), or 0 (never)
+    /// while the pool is its class's `cached` pool, which stays as it is
+    /// when it empties. Kept equal to `(cached[szidx] != pool) as u32`.
+    empties_at: u32,
     /// Bit `g` set iff a live block starts at granule `g`.
     live: [u64; LIVE_WORDS],
 }
@@ -286,6 +293,12 @@ pub(crate) struct HeapState {
     /// overlapping it. Chunks are no larger than an arena.
     chunks: ChunkTable,
     chunk_shift: u32,
+    /// The arena the last checked free found through `chunks` (its base, with
+    /// the mapping's provenance, and usable size in granules; 0: none). A
+    /// free into it skips the table. Always a mapped arena of this heap:
+    /// cleared when that arena is unmapped.
+    hot_base: *mut u8,
+    hot_granules: usize,
     /// The one arena kept with no live block, or `NIL` (may be stale).
     spare: u32,
     /// Whether the spare's pages were given back since it last served a pool.
@@ -329,6 +342,8 @@ impl HeapState {
             bucket_bits: Vec::new(),
             chunks: ChunkTable::default(),
             chunk_shift: 0,
+            hot_base: ptr::null_mut(),
+            hot_granules: 0,
             spare: NIL,
             spare_purged: false,
             large: AddrMap::default(),
@@ -384,11 +399,12 @@ impl HeapState {
     // ----- small blocks: fast paths -------------------------------------------------
 
     /// Pops a block of class `class_of(size)` from the class's first pool, if it
-    /// has one. `1 <= size <= 512`.
+    /// has one. `None` also when `size` is 0 or above 512.
     #[inline(always)]
     pub(crate) fn try_alloc_small(&mut self, size: usize) -> Option<NonNull<u8>> {
-        let c = class_of(size) & (NUM_SIZE_CLASSES - 1);
-        let pool = self.used[c];
+        // One bounds check decides both: 0 wraps to a huge class.
+        let c = size.wrapping_sub(1) >> ALIGNMENT_SHIFT;
+        let pool = *self.used.get(c)?;
         if pool.is_null() {
             return None;
         }
@@ -441,21 +457,36 @@ impl HeapState {
             let first = (*pool).nextoffset as usize;
             debug_assert!(first <= (*pool).maxnextoffset as usize, "refill of a full pool");
             let page_end = (first | (CARVE_PAGE - 1)) + 1;
-            let mut off = first;
-            let base = pool.cast::<u8>();
-            loop {
-                let next = off + size;
-                if next > (*pool).maxnextoffset as usize || next + size > page_end {
-                    *base.add(off).cast::<*mut u8>() = ptr::null_mut();
-                    (*pool).nextoffset = next as u32;
-                    break;
-                }
-                *base.add(off).cast::<*mut u8>() = base.add(next);
-                off = next;
+            // The blocks from `first` up to the end of the page (at least one).
+            let mut n = 1;
+            while first + (n + 1) * size <= (*pool).maxnextoffset as usize + size && first + (n + 1) * size <= page_end
+            {
+                n += 1;
             }
-            let bp = base.add(first);
-            (*pool).freeblock = bp;
-            bp
+            (*pool).nextoffset = (first + n * size) as u32;
+            // Linked so that consecutive blocks fall in different words of the
+            // live bitmap (`stride` blocks apart, rotating through the page's
+            // words): when a block is freed and the next one allocated, as in
+            // any LIFO-ish use, the allocation's bit update does not wait on
+            // the store of the free's update to the same word.
+            let stride = LIVE_WORD_SPAN.div_ceil(size);
+            let base = pool.cast::<u8>();
+            let head = base.add(first);
+            let mut prev = head;
+            for r in 0..stride.min(n) {
+                let mut j = r;
+                while j < n {
+                    let b = base.add(first + j * size);
+                    if j != 0 {
+                        *prev.cast::<*mut u8>() = b;
+                        prev = b;
+                    }
+                    j += stride;
+                }
+            }
+            *prev.cast::<*mut u8>() = ptr::null_mut();
+            (*pool).freeblock = head;
+            head
         }
     }
 
@@ -476,16 +507,31 @@ impl HeapState {
     /// this heap; not used afterwards.
     #[inline(always)]
     unsafe fn free_in_pool(&mut self, pool: *mut PoolHeader, bp: *mut u8) {
+        // SAFETY: caller: the header is initialized.
+        unsafe {
+            clear_live(pool, bp as usize & POOL_MASK);
+            self.push_free(pool, bp);
+        }
+    }
+
+    /// The end of a free once the live bit is cleared: links the block and
+    /// updates the count.
+    ///
+    /// # Safety
+    /// `bp` is a block of `pool` (an in-use pool of a mapped arena of this
+    /// heap) that was live until its bit was just cleared; not used afterwards.
+    #[inline(always)]
+    unsafe fn push_free(&mut self, pool: *mut PoolHeader, bp: *mut u8) {
         // SAFETY: caller: the header is initialized and the block is ours to
         // overwrite (its first word links the free list).
         unsafe {
-            clear_live(pool, bp as usize & POOL_MASK);
             *bp.cast::<*mut u8>() = (*pool).local_free;
             (*pool).local_free = bp;
             let rc = (*pool).ref_count;
             (*pool).ref_count = rc - 1;
-            // Was full, or emptied (the class's cached pool stays as it is).
-            if rc == (*pool).maxblocks || (rc == 1 && self.cached[(*pool).szidx as usize] != pool) {
+            // Was full, or emptied (the class's cached pool stays as it is:
+            // its `empties_at` is 0, which a live block's free never hits).
+            if rc == (*pool).maxblocks || rc == (*pool).empties_at {
                 self.free_slow(pool);
             }
         }
@@ -499,14 +545,14 @@ impl HeapState {
     unsafe fn free_slow(&mut self, pool: *mut PoolHeader) {
         // SAFETY: caller.
         unsafe {
-            if (*pool).ref_count == 0 && self.cached[(*pool).szidx as usize] == pool {
+            if ref_count(pool) == 0 && self.cached[(*pool).szidx as usize] == pool {
                 return; // the class's cached pool emptied again: keep it as is
             }
-            if (*pool).ref_count + 1 == (*pool).maxblocks {
+            if ref_count(pool) + 1 == (*pool).maxblocks {
                 // It has a free block again: front of its class's list (LRU-like).
                 self.link_front(pool);
             }
-            if (*pool).ref_count == 0 {
+            if ref_count(pool) == 0 {
                 self.pool_emptied(pool);
             }
         }
@@ -563,7 +609,7 @@ impl HeapState {
                 return; // the class's cached pool emptied again: keep it
             }
             let a = (*pool).arena;
-            if !q.is_null() && (*q).ref_count == 0 {
+            if !q.is_null() && ref_count(q) == 0 {
                 // The class already keeps an empty pool: give this one back.
                 self.unlink(pool);
                 self.return_pool(pool);
@@ -574,11 +620,29 @@ impl HeapState {
                 }
                 return;
             }
-            self.cached[c] = pool;
+            self.set_cached(c, pool);
             if !self.arena_has_live_pools(a) {
                 self.arena_drained(a);
             }
         }
+    }
+
+    /// Makes `pool` the class's cached pool, keeping `empties_at` of it and of
+    /// the pool it replaces in step.
+    ///
+    /// # Safety
+    /// `pool` is an in-use pool of class `c` of this heap.
+    unsafe fn set_cached(&mut self, c: usize, pool: *mut PoolHeader) {
+        let old = self.cached[c];
+        // SAFETY: `cached` entries are in-use pools of mapped arenas (entries
+        // are cleared before their pool is returned); `pool` is one (caller).
+        unsafe {
+            if !old.is_null() {
+                (*old).empties_at = 1;
+            }
+            (*pool).empties_at = 0;
+        }
+        self.cached[c] = pool;
     }
 
     /// Arena `a` holds no live block, only cached empty pools: it becomes the
@@ -615,7 +679,7 @@ impl HeapState {
                 let pool = arena.base().wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
                 // SAFETY: pool `i` is in use, so its header is initialized, inside
                 // the mapped arena.
-                if unsafe { (*pool).ref_count } > 0 {
+                if unsafe { ref_count(pool) } > 0 {
                     return true;
                 }
             }
@@ -642,9 +706,12 @@ impl HeapState {
         for q in self.cached.iter_mut() {
             if !q.is_null() && (lo..hi).contains(&(*q as usize)) {
                 // SAFETY: a cached entry is an in-use pool of a mapped arena.
-                if unsafe { (**q).ref_count } == 0 {
-                    list[n] = *q;
-                    n += 1;
+                unsafe {
+                    if ref_count(*q) == 0 {
+                        list[n] = *q;
+                        n += 1;
+                    }
+                    (**q).empties_at = 1;
                 }
                 *q = ptr::null_mut();
             }
@@ -672,7 +739,8 @@ impl HeapState {
             // list (it has free blocks); entries of other classes are in other
             // pools, so returning this one cannot unmap theirs while they are in use.
             unsafe {
-                if (*q).ref_count == 0 {
+                (*q).empties_at = 1;
+                if ref_count(q) == 0 {
                     self.unlink(q);
                     self.return_pool(q);
                 }
@@ -811,19 +879,29 @@ impl HeapState {
         let size = class_size(c);
         let pool = base.wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
         // SAFETY: pool `i` lies inside the mapped arena (i < npools) and was
-        // free: nothing else references it. Its `live` bitmap is all zero: the
-        // pages are fresh (or discarded) anonymous memory, or the pool was
-        // returned with no live block, which clears every bit.
+        // free: nothing else references it. Its header bytes were only ever
+        // written by this heap, or read as zeros (fresh or discarded pages).
+        // Its `live` bitmap is all zero: the pages are fresh (or discarded)
+        // anonymous memory, or the pool was returned with no live block,
+        // which clears every bit.
         unsafe {
-            ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
-            ptr::addr_of_mut!((*pool).local_free).write(ptr::null_mut());
+            // A pool returned by this class and not discarded since still has
+            // every block it carved on its two free lists (it was returned
+            // with none live): take it back as it is, without carving again.
+            // Zeroed pages fail the test (`maxblocks` is never 0 in use).
+            let intact = (*pool).maxblocks == blocks_per_pool(c) as u32 && usize::from((*pool).szidx) == c;
+            if !intact {
+                ptr::addr_of_mut!((*pool).freeblock).write(ptr::null_mut());
+                ptr::addr_of_mut!((*pool).local_free).write(ptr::null_mut());
+                ptr::addr_of_mut!((*pool).maxblocks).write(blocks_per_pool(c) as u32);
+                ptr::addr_of_mut!((*pool).szidx).write(c as u16);
+                ptr::addr_of_mut!((*pool).nextoffset).write(POOL_HEADER_SIZE as u32);
+                ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
+            }
             ptr::addr_of_mut!((*pool).ref_count).write(0);
-            ptr::addr_of_mut!((*pool).maxblocks).write(blocks_per_pool(c) as u32);
-            ptr::addr_of_mut!((*pool).szidx).write(c as u32);
-            ptr::addr_of_mut!((*pool).nextoffset).write(POOL_HEADER_SIZE as u32);
-            ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
             ptr::addr_of_mut!((*pool).arena).write(a);
-            ptr::addr_of_mut!((*pool).index).write(i as u32);
+            ptr::addr_of_mut!((*pool).index).write(i as u16);
+            ptr::addr_of_mut!((*pool).empties_at).write(1);
             debug_assert!((*pool).live.iter().all(|&w| w == 0));
             self.link_front(pool);
             Some(self.take_block(pool))
@@ -870,6 +948,9 @@ impl HeapState {
     }
 
     fn unmap(&mut self, a: u32, arena: Arena) {
+        if self.hot_base == arena.base() {
+            self.hot_granules = 0;
+        }
         let (lo, hi) = (arena.base() as usize, arena.base() as usize + arena.size());
         for chunk in (lo >> self.chunk_shift)..=((hi - 1) >> self.chunk_shift) {
             self.chunks.remove(chunk, a);
@@ -961,6 +1042,23 @@ impl HeapState {
         })
     }
 
+    /// The base of the arena of this heap containing `addr`, which becomes the
+    /// hot arena; null if there is none or `addr` is not 16-byte aligned.
+    #[cold]
+    #[inline(never)]
+    fn find_hot(&mut self, addr: usize) -> *mut u8 {
+        if addr % ALIGNMENT != 0 {
+            return ptr::null_mut();
+        }
+        match self.arena_of(addr) {
+            Some((_, base)) => {
+                (self.hot_base, self.hot_granules) = (base, self.arena_size >> ALIGNMENT_SHIFT);
+                base
+            }
+            None => ptr::null_mut(),
+        }
+    }
+
     /// If `addr` is a live small block of this heap: its pool and the block
     /// pointer (with the arena's provenance). Reads only pool headers: a pool
     /// not in use has no live bit set (returned pools had every block freed;
@@ -981,21 +1079,43 @@ impl HeapState {
     }
 
     /// Frees `addr` if it is a live small block of this heap (the fast case
-    /// of a checked free); returns whether it did.
+    /// of a checked free); returns whether it did. The live bit is tested and
+    /// cleared with one load and one store.
     ///
     /// # Safety
     /// If `addr` is a live block of this heap, nothing uses it afterwards.
     #[inline(always)]
     pub(crate) unsafe fn free_small_checked(&mut self, addr: usize) -> bool {
-        match self.live_small(addr) {
-            Some((pool, bp)) => {
-                // SAFETY: a live small block of `pool` (just checked); the
-                // caller gives it up.
-                unsafe { self.free_in_pool(pool, bp) };
-                true
+        let mut base = self.hot_base;
+        // One test for "inside the hot arena and 16-byte aligned": the base is
+        // aligned, so a misaligned address rotates its low bits to the top.
+        if addr.wrapping_sub(base as usize).rotate_right(ALIGNMENT_SHIFT) >= self.hot_granules {
+            base = self.find_hot(addr);
+            if base.is_null() {
+                return false;
             }
-            None => false,
         }
+        let bp = base.wrapping_add(addr - base as usize);
+        let off = addr & POOL_MASK;
+        let pool = bp.wrapping_sub(off).cast::<PoolHeader>();
+        let g = off >> ALIGNMENT_SHIFT;
+        // SAFETY: the pool lies inside a mapped arena of this heap (the hot
+        // arena is one, else `arena_of` found one);
+        // its header bytes are only ever written by the heap (or are fresh
+        // zeros), and `g / 64 < LIVE_WORDS` since `off < POOL_SIZE`. A set
+        // live bit means a live block of an in-use pool starts at `bp`, which
+        // the caller gives up.
+        unsafe {
+            let w = ptr::addr_of_mut!((*pool).live).cast::<u64>().add(g >> 6);
+            let v = *w;
+            // Bit test, then flip it (known set): `bt` + `btc` on x86-64.
+            if (v >> (g & 63)) & 1 == 0 {
+                return false;
+            }
+            *w = v ^ (1u64 << (g & 63));
+            self.push_free(pool, bp);
+        }
+        true
     }
 
     /// Frees `addr` if it is a live block of this heap; otherwise changes
@@ -1089,7 +1209,7 @@ impl HeapState {
                     bits &= bits - 1;
                     let pool = arena.base().wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
                     // SAFETY: in-use pool: initialized header inside the arena.
-                    let (c, rc) = unsafe { ((*pool).szidx as usize, (*pool).ref_count as usize) };
+                    let (c, rc) = unsafe { ((*pool).szidx as usize, ref_count(pool) as usize) };
                     f(c, rc);
                 }
             }
@@ -1157,6 +1277,7 @@ impl HeapState {
     }
 
     fn release_all(&mut self) {
+        self.hot_granules = 0;
         self.used = [ptr::null_mut(); NUM_SIZE_CLASSES];
         self.cached = [ptr::null_mut(); NUM_SIZE_CLASSES];
         for a in 0..self.arenas.len() {
@@ -1190,6 +1311,16 @@ pub(crate) unsafe fn small_block_size(bp: *const u8) -> usize {
     class_size(unsafe { (*pool).szidx } as usize)
 }
 
+/// Live blocks of a pool.
+///
+/// # Safety
+/// `pool` is an initialized in-use pool header.
+#[inline(always)]
+unsafe fn ref_count(pool: *const PoolHeader) -> u32 {
+    // SAFETY: caller.
+    unsafe { (*pool).ref_count }
+}
+
 /// Whether `size` is served by pools.
 #[inline(always)]
 pub(crate) const fn is_small(size: usize) -> bool {
@@ -1204,7 +1335,8 @@ unsafe fn set_live(pool: *mut PoolHeader, off: usize) {
     // SAFETY: caller; `g / 64 < LIVE_WORDS` since `off < POOL_SIZE`.
     unsafe {
         let w = ptr::addr_of_mut!((*pool).live).cast::<u64>().add(g >> 6);
-        *w |= 1u64 << (g & 63);
+        let v = *w;
+        *w = v | (1u64 << (g & 63));
     }
 }
 

@@ -126,10 +126,9 @@ impl InterpHeap {
     /// Allocates `size` bytes (uninitialized); 16-byte aligned.
     #[inline(always)]
     pub(crate) fn alloc(&self, size: usize) -> Result<NonNull<u8>> {
-        if size.wrapping_sub(1) < SMALL_REQUEST_THRESHOLD {
-            if let Some(p) = self.with_state(|st| st.try_alloc_small(size)) {
-                return Ok(p);
-            }
+        // `try_alloc_small` answers `None` for sizes that are not small.
+        if let Some(p) = self.with_state(|st| st.try_alloc_small(size)) {
+            return Ok(p);
         }
         self.alloc_slow(size)
     }
