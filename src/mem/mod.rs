@@ -114,12 +114,13 @@ impl InterpHeap {
     #[inline(always)]
     fn with_state<R>(&self, f: impl FnOnce(&mut HeapState) -> R) -> R {
         self.state.with_mut(|p| {
-            // SAFETY: the caller holds this heap's GIL (the type's invariant), so
-            // no other thread touches the state; `f` never runs user code (the
-            // limiter hook is called between two `with_state` calls, never inside
-            // one), so no re-entrant call can create a second reference while
-            // this one is alive.
-            f(unsafe { &mut *p })
+            // The caller holds this heap's GIL (the type's invariant), so no
+            // other thread touches the state; `f` never runs user code (the
+            // limiter hook is called between two `with_state` calls, never
+            // inside one), so no re-entrant call can make a second reference.
+            // SAFETY: exclusive access, by the two facts above.
+            let state = unsafe { &mut *p };
+            f(state)
         })
     }
 
