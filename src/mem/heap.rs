@@ -249,6 +249,25 @@ struct ArenaSlot {
     next: u32,
 }
 
+impl ArenaSlot {
+    /// The headers of this arena's in-use pools (none if unmapped).
+    fn in_use_pools(&self) -> impl Iterator<Item = *mut PoolHeader> + '_ {
+        self.arena.iter().flat_map(move |arena| {
+            self.inuse.iter().enumerate().flat_map(move |(w, &word)| {
+                let mut bits = word;
+                std::iter::from_fn(move || {
+                    if bits == 0 {
+                        return None;
+                    }
+                    let i = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    Some(arena.base().wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>())
+                })
+            })
+        })
+    }
+}
+
 /// Where a validated pointer lives.
 #[derive(Clone, Copy)]
 pub(crate) enum Located {
@@ -669,22 +688,9 @@ impl HeapState {
 
     /// Whether arena `a` has a pool with a live block.
     fn arena_has_live_pools(&self, a: u32) -> bool {
-        let slot = &self.arenas[a as usize];
-        let Some(arena) = &slot.arena else { return false };
-        for (w, &word) in slot.inuse.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let i = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let pool = arena.base().wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
-                // SAFETY: pool `i` is in use, so its header is initialized, inside
-                // the mapped arena.
-                if unsafe { ref_count(pool) } > 0 {
-                    return true;
-                }
-            }
-        }
-        false
+        // SAFETY: `in_use_pools` yields in-use pools: initialized headers
+        // inside the mapped arena.
+        self.arenas[a as usize].in_use_pools().any(|pool| unsafe { ref_count(pool) } > 0)
     }
 
     /// Whether `spare` names a mapped arena with no live block (refreshes it).
@@ -878,12 +884,13 @@ impl HeapState {
         }
         let size = class_size(c);
         let pool = base.wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
-        // SAFETY: pool `i` lies inside the mapped arena (i < npools) and was
-        // free: nothing else references it. Its header bytes were only ever
-        // written by this heap, or read as zeros (fresh or discarded pages).
-        // Its `live` bitmap is all zero: the pages are fresh (or discarded)
-        // anonymous memory, or the pool was returned with no live block,
-        // which clears every bit.
+        // Pool `i` lies inside the mapped arena (i < npools) and was free:
+        // nothing else references it. Its header bytes were only ever written
+        // by this heap, or read as zeros (fresh or discarded pages). Its
+        // `live` bitmap is all zero: the pages are fresh (or discarded)
+        // anonymous memory, or the pool was returned with no live block.
+        // SAFETY: by the facts above, this heap has exclusive access to the
+        // pool's header and blocks.
         unsafe {
             // A pool returned by this class and not discarded since still has
             // every block it carved on its two free lists (it was returned
@@ -1099,12 +1106,13 @@ impl HeapState {
         let off = addr & POOL_MASK;
         let pool = bp.wrapping_sub(off).cast::<PoolHeader>();
         let g = off >> ALIGNMENT_SHIFT;
-        // SAFETY: the pool lies inside a mapped arena of this heap (the hot
-        // arena is one, else `arena_of` found one);
-        // its header bytes are only ever written by the heap (or are fresh
-        // zeros), and `g / 64 < LIVE_WORDS` since `off < POOL_SIZE`. A set
-        // live bit means a live block of an in-use pool starts at `bp`, which
-        // the caller gives up.
+        // The pool lies inside a mapped arena of this heap (the hot arena is
+        // one, else `arena_of` found one); its header bytes are only ever
+        // written by the heap (or are fresh zeros); `g / 64 < LIVE_WORDS`
+        // since `off < POOL_SIZE`. A set live bit means a live block of an
+        // in-use pool starts at `bp`, which the caller gives up.
+        // SAFETY: by the facts above, reading and flipping the live bit and
+        // linking the block are exclusive accesses to memory the heap owns.
         unsafe {
             let w = ptr::addr_of_mut!((*pool).live).cast::<u64>().add(g >> 6);
             let v = *w;
@@ -1200,19 +1208,10 @@ impl HeapState {
 
     /// Calls `f(class, ref_count)` for every in-use pool.
     fn for_each_pool(&self, mut f: impl FnMut(usize, usize)) {
-        for slot in &self.arenas {
-            let Some(arena) = &slot.arena else { continue };
-            for (w, &word) in slot.inuse.iter().enumerate() {
-                let mut bits = word;
-                while bits != 0 {
-                    let i = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    let pool = arena.base().wrapping_add(i << POOL_SHIFT).cast::<PoolHeader>();
-                    // SAFETY: in-use pool: initialized header inside the arena.
-                    let (c, rc) = unsafe { ((*pool).szidx as usize, ref_count(pool) as usize) };
-                    f(c, rc);
-                }
-            }
+        for pool in self.arenas.iter().flat_map(ArenaSlot::in_use_pools) {
+            // SAFETY: in-use pool: initialized header inside the arena.
+            let (c, rc) = unsafe { ((*pool).szidx as usize, ref_count(pool) as usize) };
+            f(c, rc);
         }
     }
 
