@@ -135,13 +135,11 @@ fn list_len(head: usize) -> usize {
 }
 
 /// The interpreter's collector state; touched only under its GIL.
-pub(crate) struct GcCell(crate::sync::UnsafeCell<GcState>);
+pub(crate) struct GcCell(crate::sync::UnsafeCell<GcState>, crate::sync::AtomicBool);
 
 // SAFETY: the state is only accessed by the holder of the interpreter's GIL
-// (every accessor takes a `Gil` or runs in `close()` with the GIL held), and
-// `is_closing` reads a plain bool written only under that GIL before any
-// other thread may observe the interpreter as closed (published by the
-// lifecycle store).
+// (every accessor takes a `Gil` or runs in `close()` with the GIL held); the
+// one flag read without the GIL (`closing`) is the atomic beside the cell.
 unsafe impl Sync for GcCell {}
 // SAFETY: as above; the raw pointers inside are never dereferenced without the GIL.
 unsafe impl Send for GcCell {}
@@ -172,7 +170,7 @@ impl GcCell {
         for i in 0..NHEADS {
             list_init(st.head_addr(i));
         }
-        GcCell(crate::sync::UnsafeCell::new(st))
+        GcCell(crate::sync::UnsafeCell::new(st), crate::sync::AtomicBool::new(false))
     }
 
     /// Runs `f` on the state. `f` must not run user code or release references.
@@ -186,9 +184,7 @@ impl GcCell {
 
     /// Whether teardown has begun (objects must not be touched any more).
     pub(crate) fn is_closing(&self) -> bool {
-        // SAFETY: a plain read of a bool written only under the GIL; callers
-        // without the GIL only use it after seeing the interpreter closed.
-        self.0.with(|p| unsafe { (*p).closing })
+        self.1.load(crate::sync::Ordering::Acquire)
     }
 }
 
@@ -627,6 +623,7 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
 /// teardown (GIL held, in `close()`). Returns (objects freed, errors).
 pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     let _ = collect(g, GEN2, false);
+    g.interpreter().rec.gc.1.store(true, crate::sync::Ordering::Release);
     let (all, garbage) = st(g, |s| {
         s.closing = true;
         let mut all = Vec::new();
