@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil)
+TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil gc gc_props)
 TEST_ARGS=()
 for t in "${TESTS[@]}"; do TEST_ARGS+=(--test "$t"); done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-sanitizer}"

@@ -226,6 +226,31 @@ pub enum Error {
         /// The init's error text (or the panic message).
         cause: String,
     },
+
+    /// An operation was applied to an object of the wrong type (CPython's
+    /// `TypeError`), e.g. an unhashable dict key or `list_append` on a tuple.
+    #[error("TypeError: {message}")]
+    TypeError {
+        /// What was wrong, in CPython's words where it has them.
+        message: String,
+    },
+
+    /// Integer arithmetic overflowed `i64`; ints do not wrap. Use floats or
+    /// split the computation.
+    #[error("OverflowError: {operation} overflowed a 64-bit int; ints do not wrap, use a float or smaller operands")]
+    Overflow {
+        /// The operation, e.g. `"int add"`.
+        operation: &'static str,
+    },
+
+    /// A sequence index was out of range.
+    #[error("IndexError: index {index} out of range for a sequence of length {len}")]
+    IndexError {
+        /// The index asked for.
+        index: usize,
+        /// The sequence's length.
+        len: usize,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -47,6 +47,7 @@
 
 mod config;
 mod error;
+mod gc;
 mod interp;
 mod mem;
 mod module;
@@ -56,6 +57,9 @@ mod sync;
 
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
+pub use gc::object::{Kind, NativeFn, Obj, Owned};
+pub use gc::trace::{Cleared, Member, MemberVec, Trace, TraceField, Visitor};
+pub use gc::{CollectResult, GcCallback, GcPhase, GenStats, DEBUG_SAVEALL, DEBUG_STATS};
 pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
 pub use mem::{
     Block, GrowthKind, LeakReport, LimiterDecision, MemoryGrowth, MemoryStats, SizeClassStats, ALIGNMENT,

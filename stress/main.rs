@@ -14,6 +14,7 @@
 //! 3. GIL wake latency of a thread returning from a blocking call beside a
 //!    CPU-bound one, and what that costs the CPU-bound thread.
 
+mod gc;
 mod memory;
 mod scaling;
 
@@ -64,7 +65,7 @@ fn main() {
             Arg::new("scenario")
                 .long("scenario")
                 .default_value("scaling")
-                .value_parser(["scaling", "memory"])
+                .value_parser(["scaling", "memory", "gc"])
                 .help("which scenario to run"),
         )
         .arg(
@@ -97,6 +98,7 @@ fn main() {
     let (steps, run): (u64, fn(&Opts, &Progress) -> Report) = match scenario.as_str() {
         "scaling" => (scaling::steps(&opts), scaling::run),
         "memory" => (1, run_memory),
+        "gc" => (1, run_gc),
         other => unreachable!("clap admits only known scenarios, got {other}"),
     };
     let progress = Progress::new(steps);
@@ -146,6 +148,18 @@ fn run_memory(opts: &Opts, progress: &Progress) -> Report {
         notes.push(format!("error: {e}"));
     }
     Report { values, tables: vec![("Heap churn: RSS before, at peak and after the fall".into(), rows)], notes }
+}
+
+/// The `gc` scenario (see `gc.rs`): cyclic garbage and a surviving old
+/// generation in several interpreters at once, collected automatically.
+fn run_gc(opts: &Opts, progress: &Progress) -> Report {
+    progress.step(format!("cyclic garbage in {} interpreter(s)", opts.threads));
+    let values = gc::run(opts.threads, opts.phase);
+    let mut rows = vec![vec!["measure".to_string(), "value".to_string()]];
+    for (k, v) in &values {
+        rows.push(vec![k.clone(), v.to_string()]);
+    }
+    Report { values, tables: vec![("Cycle collection under allocation churn".into(), rows)], notes: Vec::new() }
 }
 
 /// What a scenario produced: JSON values and human-readable tables.

@@ -28,6 +28,8 @@ const CLOSED: u8 = 2;
 const BREAK_PENDING: u32 = 1 << 0;
 /// Eval-breaker bit: an interrupt was requested.
 const BREAK_INTERRUPT: u32 = 1 << 1;
+/// Eval-breaker bit: a cycle collection is scheduled (set by allocation).
+const BREAK_GC: u32 = 1 << 2;
 
 /// Where an interpreter is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +52,10 @@ pub struct CloseReport {
     pub pending_call_errors: Vec<Error>,
     /// Heap blocks still allocated when the heap was unmapped.
     pub leaked: crate::mem::LeakReport,
+    /// Tracked objects still alive after the final collection, freed by the close.
+    pub objects_freed: usize,
+    /// Errors reported by finalizers, callbacks and clears, not yet taken.
+    pub gc_errors: Vec<Error>,
 }
 
 /// Process-wide counters shared by a runtime and its records.
@@ -95,6 +101,8 @@ pub(crate) struct Record {
     pub(crate) heap_owner: Option<Arc<Record>>,
     /// The interpreter's module tables (issue 5).
     pub(crate) modules: crate::module::ModuleTable,
+    /// The object collector's state (issue 4); touched only under the GIL.
+    pub(crate) gc: crate::gc::GcCell,
 }
 
 impl std::fmt::Debug for Record {
@@ -135,6 +143,7 @@ impl Record {
             heap: crate::mem::InterpHeap::new(id, config.memory_limit),
             heap_owner,
             modules: crate::module::ModuleTable::new(id),
+            gc: crate::gc::GcCell::new(),
             config,
         }
     }
@@ -156,6 +165,11 @@ impl Record {
         if self.close_pending_registered.swap(false, Ordering::SeqCst) {
             self.gil.remove_close_pending();
         }
+    }
+
+    /// Asks the next checkpoint to run a collection.
+    pub(crate) fn schedule_gc(&self) {
+        self.breaker.fetch_or(BREAK_GC, Ordering::Release);
     }
 
     fn closed_error(&self) -> Error {
@@ -588,6 +602,11 @@ impl Interpreter {
             }
         }
         rec.breaker.store(0, Ordering::Relaxed);
+        // Objects first (a final collection, then everything is freed), so
+        // that no object outlives the heap it lives in.
+        let (freed, errors) = crate::gc::teardown(g);
+        report.objects_freed = freed;
+        report.gc_errors = errors;
         // Services go in reverse order of need: modules (whose states may
         // hold heap memory) before the heap itself.
         rec.modules.teardown();
@@ -721,7 +740,7 @@ impl std::fmt::Debug for Gil<'_> {
 }
 
 impl<'i> Gil<'i> {
-    fn new(interp: &'i Interpreter, uid: u64) -> Self {
+    pub(crate) fn new(interp: &'i Interpreter, uid: u64) -> Self {
         Self { interp, uid, _brand: PhantomData, _not_send: PhantomData }
     }
 
@@ -769,6 +788,10 @@ impl<'i> Gil<'i> {
         }
         if bits & BREAK_PENDING != 0 {
             self.run_pending_calls()?;
+        }
+        if bits & BREAK_GC != 0 {
+            rec.breaker.fetch_and(!BREAK_GC, Ordering::AcqRel);
+            crate::gc::run_scheduled(*self);
         }
         if rec.gil.drop_requested() {
             self.yield_gil();

@@ -386,7 +386,7 @@ impl<'i> Gil<'i> {
     /// interpreter created with `use_main_obmalloc` (which shares main's GIL,
     /// so this token proves that GIL is held).
     #[inline(always)]
-    fn heap(&self) -> &'i InterpHeap {
+    pub(crate) fn heap(&self) -> &'i InterpHeap {
         let rec = &self.interpreter().rec;
         match &rec.heap_owner {
             Some(main) => &main.heap,

@@ -1,0 +1,1134 @@
+//! Object layout, the built-in types, and the handles [`Obj`] and [`Owned`].
+//!
+//! Every object is one block of the interpreter's heap:
+//!
+//! ```text
+//! tracked (containers):   [ GcHead: next, prev ][ ObjHead: refcnt, flags, body ][ inline data ]
+//! untracked (atoms):                            [ ObjHead: refcnt, flags, body ][ inline data ]
+//!                                               ^ object pointer (`Raw`)
+//! ```
+//!
+//! `str`/`bytes` keep their bytes inline, in the same block. Container
+//! contents (list items, dict tables, closures) live in `Box`/`Vec` buffers of
+//! the system allocator, owned by the body.
+
+use std::cell::{Cell, UnsafeCell};
+use std::collections::HashMap;
+use std::mem::size_of;
+use std::ptr::NonNull;
+use std::rc::Rc;
+
+use super::trace::{Cleared, Trace, Visitor};
+use crate::error::{Error, Result};
+use crate::interp::tstate::ThreadCtx;
+use crate::interp::Record;
+use crate::sync::Arc;
+use crate::{Gil, Interpreter, InterpreterId};
+
+/// A pointer to an object header (not a handle: owns nothing by itself).
+pub(crate) type Raw = NonNull<ObjHead>;
+
+/// The object has a [`GcHead`] before it.
+pub(crate) const FLAG_GC: u32 = 1;
+/// Its finalizer has run (PEP 442: at most once).
+pub(crate) const FLAG_FINALIZED: u32 = 2;
+/// Weak references to it are registered in the interpreter's table.
+pub(crate) const FLAG_WEAKREFS: u32 = 4;
+/// Its block came from a pool (request ≤ 512 bytes), not the large path.
+pub(crate) const FLAG_SMALL: u32 = 8;
+/// It is in the unreachable set of the running collection.
+pub(crate) const FLAG_UNREACHABLE: u32 = 16;
+/// Reachable from a legacy finalizer inside the unreachable set.
+pub(crate) const FLAG_LEGACY_MARK: u32 = 32;
+
+/// The two-word link header before every tracked object (CPython's
+/// `PyGC_Head`). `next == 0` means "not tracked". Between collections `prev`
+/// is a plain pointer; while a collection counts references, `prev` holds
+/// `gc_refs << PREV_SHIFT | PREV_COLLECTING` and the links are rebuilt after.
+#[repr(C)]
+pub(crate) struct GcHead {
+    pub(crate) next: Cell<usize>,
+    pub(crate) prev: Cell<usize>,
+}
+
+/// Low bit of `prev`: the object is a candidate of the running collection.
+pub(crate) const PREV_COLLECTING: usize = 2;
+/// `gc_refs` is stored in `prev` shifted by this much.
+pub(crate) const PREV_SHIFT: usize = 2;
+pub(crate) const GC_HEAD_SIZE: usize = size_of::<GcHead>();
+
+/// The object header: a plain refcount (the GIL serializes it), flags, and
+/// the body, whose variant is the object's type.
+#[repr(C)]
+pub(crate) struct ObjHead {
+    pub(crate) refcnt: Cell<usize>,
+    pub(crate) flags: Cell<u32>,
+    pub(crate) body: UnsafeCell<Body>,
+}
+
+/// A native function: `f(gil, captured, args)`.
+pub type NativeFn = Rc<dyn for<'i> Fn(Gil<'i>, &[Obj<'i>], &[Obj<'i>]) -> Result<Obj<'i>>>;
+
+pub(crate) enum Body {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// Length of the inline UTF-8 data.
+    Str(usize),
+    /// Length of the inline data.
+    Bytes(usize),
+    Tuple(Box<[Raw]>),
+    List(Vec<Raw>),
+    Dict(Box<Dict>),
+    Instance(Box<Instance>),
+    Function(Box<Function>),
+    Weakref(Box<WeakrefBody>),
+    Code(Box<Code>),
+    Custom(Box<dyn CustomObj>),
+}
+
+pub(crate) struct Instance {
+    pub(crate) class: Box<str>,
+    pub(crate) dict: Dict,
+    pub(crate) finalizer: Option<Raw>,
+    pub(crate) legacy: Option<Raw>,
+}
+
+pub(crate) struct Function {
+    pub(crate) name: Box<str>,
+    pub(crate) f: NativeFn,
+    pub(crate) captured: Vec<Raw>,
+}
+
+pub(crate) struct WeakrefBody {
+    /// Not a strong reference.
+    pub(crate) target: Option<Raw>,
+    pub(crate) callback: Option<Raw>,
+}
+
+pub(crate) struct Code {
+    pub(crate) name: Box<str>,
+    pub(crate) consts: Vec<Raw>,
+    pub(crate) extra: Vec<Option<Raw>>,
+}
+
+/// Object-safe view of an embedder's [`Trace`] type.
+pub(crate) trait CustomObj {
+    fn trace_dyn(&self, v: &mut Visitor<'_>);
+    fn clear_dyn(&self, c: &mut Cleared<'_>);
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn type_name(&self) -> &'static str;
+}
+
+impl<T: Trace> CustomObj for T {
+    fn trace_dyn(&self, v: &mut Visitor<'_>) {
+        self.trace(v)
+    }
+    fn clear_dyn(&self, c: &mut Cleared<'_>) {
+        self.clear(c)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+}
+
+/// The type of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `None`.
+    None,
+    /// `bool`.
+    Bool,
+    /// `int` (i64; overflow is an error).
+    Int,
+    /// `float`.
+    Float,
+    /// `str`.
+    Str,
+    /// `bytes`.
+    Bytes,
+    /// `tuple`.
+    Tuple,
+    /// `list`.
+    List,
+    /// `dict` (insertion ordered).
+    Dict,
+    /// An instance: a class name and an attribute dict.
+    Instance,
+    /// A native function.
+    Function,
+    /// A weak reference.
+    Weakref,
+    /// A code object with extra slots.
+    Code,
+    /// An embedder type (see [`Trace`]).
+    Custom,
+}
+
+impl Kind {
+    /// CPython's type name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::None => "NoneType",
+            Kind::Bool => "bool",
+            Kind::Int => "int",
+            Kind::Float => "float",
+            Kind::Str => "str",
+            Kind::Bytes => "bytes",
+            Kind::Tuple => "tuple",
+            Kind::List => "list",
+            Kind::Dict => "dict",
+            Kind::Instance => "instance",
+            Kind::Function => "builtin_function_or_method",
+            Kind::Weakref => "weakref",
+            Kind::Code => "code",
+            Kind::Custom => "object",
+        }
+    }
+}
+
+// ----- raw access -------------------------------------------------------------------
+
+/// The header of a live object.
+#[inline(always)]
+pub(crate) fn head<'a>(r: Raw) -> &'a ObjHead {
+    // SAFETY: every `Raw` the crate handles points to a live object (it is
+    // held by a handle, a container, or the collector's hold), and the header
+    // is only mutated through its `Cell`s / `UnsafeCell`.
+    unsafe { r.as_ref() }
+}
+
+/// The body of a live object, shared. Callers must not keep it across
+/// anything that can mutate the body (user code, `body_mut`).
+#[inline(always)]
+pub(crate) fn body<'a>(r: Raw) -> &'a Body {
+    // SAFETY: see `head`; bodies are mutated only through `body_mut`, whose
+    // callers hold no shared reference at the same time (GIL held, no user
+    // code between the two).
+    unsafe { &*head(r).body.get() }
+}
+
+/// The body of a live object, exclusive.
+///
+/// # Safety
+/// No other reference into the body may be alive while the result is used,
+/// and no user code may run meanwhile.
+#[inline(always)]
+pub(crate) unsafe fn body_mut<'a>(r: Raw) -> &'a mut Body {
+    // SAFETY: forwarded from the caller.
+    unsafe { &mut *head(r).body.get() }
+}
+
+/// The GC link header of an object with `FLAG_GC`.
+#[inline(always)]
+pub(crate) fn gc_head<'a>(r: Raw) -> &'a GcHead {
+    debug_assert!(head(r).flags.get() & FLAG_GC != 0);
+    // SAFETY: objects with FLAG_GC were allocated with a GcHead immediately
+    // before the ObjHead (`alloc_obj`), in the same live block.
+    unsafe { &*(r.as_ptr() as *const u8).sub(GC_HEAD_SIZE).cast::<GcHead>() }
+}
+
+/// The object whose GC header is at `node`.
+#[inline(always)]
+pub(crate) fn from_gc(node: usize) -> Raw {
+    // SAFETY: `node` is the address of a GcHead inside a live block (never 0).
+    unsafe { NonNull::new_unchecked((node + GC_HEAD_SIZE) as *mut ObjHead) }
+}
+
+#[inline(always)]
+pub(crate) fn has_flag(r: Raw, f: u32) -> bool {
+    head(r).flags.get() & f != 0
+}
+
+#[inline(always)]
+pub(crate) fn set_flag(r: Raw, f: u32, on: bool) {
+    let h = head(r);
+    let v = h.flags.get();
+    h.flags.set(if on { v | f } else { v & !f });
+}
+
+#[inline(always)]
+pub(crate) fn incref(r: Raw) {
+    let h = head(r);
+    h.refcnt.set(h.refcnt.get() + 1);
+}
+
+/// Releases one reference; frees at zero (iteratively, see `super::dealloc`).
+#[inline(always)]
+pub(crate) fn decref(g: Gil<'_>, r: Raw) {
+    let h = head(r);
+    let c = h.refcnt.get() - 1;
+    h.refcnt.set(c);
+    if c == 0 {
+        super::dealloc(g, r);
+    }
+}
+
+fn inline_data(r: Raw) -> *mut u8 {
+    // SAFETY: str/bytes objects were allocated with their data right after
+    // the header, in the same block.
+    unsafe { (r.as_ptr() as *mut u8).add(size_of::<ObjHead>()) }
+}
+
+pub(crate) fn kind_of(r: Raw) -> Kind {
+    match body(r) {
+        Body::None => Kind::None,
+        Body::Bool(_) => Kind::Bool,
+        Body::Int(_) => Kind::Int,
+        Body::Float(_) => Kind::Float,
+        Body::Str(_) => Kind::Str,
+        Body::Bytes(_) => Kind::Bytes,
+        Body::Tuple(_) => Kind::Tuple,
+        Body::List(_) => Kind::List,
+        Body::Dict(_) => Kind::Dict,
+        Body::Instance(_) => Kind::Instance,
+        Body::Function(_) => Kind::Function,
+        Body::Weakref(_) => Kind::Weakref,
+        Body::Code(_) => Kind::Code,
+        Body::Custom(_) => Kind::Custom,
+    }
+}
+
+/// Calls `f` on every strong reference of `r` (CPython's `tp_traverse`).
+/// Only an embedder's `Trace::trace` can panic here.
+#[inline]
+pub(crate) fn traverse(r: Raw, f: &mut impl FnMut(Raw)) {
+    match body(r) {
+        Body::Tuple(items) => items.iter().for_each(|&i| f(i)),
+        Body::List(items) => items.iter().for_each(|&i| f(i)),
+        Body::Dict(d) => d.traverse(f),
+        Body::Instance(inst) => {
+            inst.dict.traverse(f);
+            inst.finalizer.into_iter().chain(inst.legacy).for_each(f);
+        }
+        Body::Function(func) => func.captured.iter().for_each(|&i| f(i)),
+        Body::Weakref(w) => w.callback.into_iter().for_each(f),
+        Body::Code(c) => {
+            c.consts.iter().for_each(|&i| f(i));
+            c.extra.iter().flatten().for_each(|&i| f(i));
+        }
+        Body::Custom(c) => c.trace_dyn(&mut Visitor { f }),
+        _ => {}
+    }
+}
+
+/// Moves every strong reference of `r` into `out` (CPython's `tp_clear`).
+/// A weakref's target is not a strong reference: see `super::detach_weakref`.
+/// Only an embedder's `Trace::clear` can panic here.
+pub(crate) fn take_refs(r: Raw, out: &mut Vec<Raw>) {
+    if let Body::Custom(c) = body(r) {
+        c.clear_dyn(&mut Cleared { out });
+        return;
+    }
+    // SAFETY: no reference into this body is alive (shared borrows above
+    // ended), and nothing below runs user code.
+    match unsafe { body_mut(r) } {
+        Body::Tuple(items) => out.extend(std::mem::take(items).iter().copied()),
+        Body::List(items) => out.append(items),
+        Body::Dict(d) => d.take_all(out),
+        Body::Instance(inst) => {
+            inst.dict.take_all(out);
+            out.extend(inst.finalizer.take());
+            out.extend(inst.legacy.take());
+        }
+        Body::Function(func) => out.append(&mut func.captured),
+        Body::Weakref(w) => out.extend(w.callback.take()),
+        Body::Code(c) => {
+            out.append(&mut c.consts);
+            out.extend(c.extra.iter_mut().filter_map(Option::take));
+        }
+        _ => {}
+    }
+}
+
+// ----- dict ---------------------------------------------------------------------------
+
+/// A hashable key's value (Python equality: `1 == 1.0 == True`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum HKey {
+    None,
+    Int(i64),
+    Float(u64),
+    Str(Box<str>),
+    Bytes(Box<[u8]>),
+    Tuple(Vec<HKey>),
+}
+
+pub(crate) fn hkey(r: Raw) -> Result<HKey> {
+    Ok(match body(r) {
+        Body::None => HKey::None,
+        Body::Bool(b) => HKey::Int(*b as i64),
+        Body::Int(i) => HKey::Int(*i),
+        Body::Float(f) => {
+            if f.fract() == 0.0 && *f >= -(2f64.powi(63)) && *f < 2f64.powi(63) {
+                HKey::Int(*f as i64)
+            } else {
+                HKey::Float(f.to_bits())
+            }
+        }
+        Body::Str(_) => HKey::Str(str_of(r).into()),
+        Body::Bytes(_) => HKey::Bytes(bytes_of(r).into()),
+        Body::Tuple(items) => HKey::Tuple(items.iter().map(|&i| hkey(i)).collect::<Result<_>>()?),
+        _ => return Err(Error::TypeError { message: format!("unhashable type: '{}'", kind_of(r).name()) }),
+    })
+}
+
+/// An insertion-ordered dict: entries in order (holes for deleted ones) and
+/// an index from key value to entry.
+#[derive(Default)]
+pub(crate) struct Dict {
+    entries: Vec<Option<(Raw, Raw)>>,
+    index: HashMap<HKey, usize>,
+}
+
+impl Dict {
+    fn traverse(&self, f: &mut impl FnMut(Raw)) {
+        for (k, v) in self.entries.iter().flatten() {
+            f(*k);
+            f(*v);
+        }
+    }
+
+    fn take_all(&mut self, out: &mut Vec<Raw>) {
+        self.index.clear();
+        for (k, v) in self.entries.drain(..).flatten() {
+            out.push(k);
+            out.push(v);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn get(&self, k: &HKey) -> Option<Raw> {
+        self.index.get(k).and_then(|&i| self.entries[i]).map(|(_, v)| v)
+    }
+
+    /// Inserts (both references are handed over); returns the displaced value.
+    pub(crate) fn set(&mut self, hk: HKey, k: Raw, v: Raw) -> Vec<Raw> {
+        match self.index.get(&hk) {
+            Some(&i) => {
+                let slot = self.entries[i].as_mut().expect("indexed entries are live");
+                let old = std::mem::replace(&mut slot.1, v);
+                vec![old, k]
+            }
+            None => {
+                self.index.insert(hk, self.entries.len());
+                self.entries.push(Some((k, v)));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes a key; returns the references it held.
+    pub(crate) fn remove(&mut self, hk: &HKey) -> Option<(Raw, Raw)> {
+        let i = self.index.remove(hk)?;
+        let e = self.entries[i].take();
+        if self.entries.len() > 8 && self.index.len() < self.entries.len() / 2 {
+            self.entries.retain(Option::is_some);
+            for (j, (k, _)) in self.entries.iter().flatten().enumerate() {
+                if let Ok(h) = hkey(*k) {
+                    self.index.insert(h, j);
+                }
+            }
+        }
+        e
+    }
+
+    pub(crate) fn items(&self) -> impl Iterator<Item = (Raw, Raw)> + '_ {
+        self.entries.iter().flatten().copied()
+    }
+}
+
+fn str_of<'a>(r: Raw) -> &'a str {
+    let Body::Str(n) = body(r) else { return "" };
+    // SAFETY: a str object holds `n` bytes of valid UTF-8 inline, written at
+    // creation and never changed.
+    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(inline_data(r), *n)) }
+}
+
+fn bytes_of<'a>(r: Raw) -> &'a [u8] {
+    let Body::Bytes(n) = body(r) else { return &[] };
+    // SAFETY: a bytes object holds `n` bytes inline, never changed.
+    unsafe { std::slice::from_raw_parts(inline_data(r), *n) }
+}
+
+// ----- handles ------------------------------------------------------------------------
+
+/// A strong reference to an object, usable only inside the `with_gil` closure
+/// whose token it carries (branded with `'i`, `!Send`).
+///
+/// `clone` increments the refcount; `drop` decrements it and frees the object
+/// at zero. Freeing is iterative: a 1,000,000-deep chain is freed without
+/// recursion.
+pub struct Obj<'i> {
+    raw: Raw,
+    g: Gil<'i>,
+}
+
+impl<'i> Obj<'i> {
+    /// Takes over one reference the caller owns.
+    pub(crate) fn from_raw_owned(raw: Raw, g: Gil<'i>) -> Self {
+        Obj { raw, g }
+    }
+
+    /// A new reference (increments).
+    pub(crate) fn from_raw_borrowed(raw: Raw, g: Gil<'i>) -> Self {
+        incref(raw);
+        Obj { raw, g }
+    }
+
+    /// Gives up the handle without releasing its reference.
+    pub(crate) fn into_raw(self) -> Raw {
+        let r = self.raw;
+        std::mem::forget(self);
+        r
+    }
+
+    /// The token this handle carries.
+    pub fn gil(&self) -> Gil<'i> {
+        self.g
+    }
+
+    /// The object's type.
+    pub fn kind(&self) -> Kind {
+        kind_of(self.raw)
+    }
+
+    /// The type's name (for an instance, its class name).
+    pub fn type_name(&self) -> String {
+        match body(self.raw) {
+            Body::Instance(i) => i.class.to_string(),
+            Body::Custom(c) => c.type_name().to_string(),
+            _ => self.kind().name().to_string(),
+        }
+    }
+
+    /// The current refcount (this handle included).
+    pub fn refcount(&self) -> usize {
+        head(self.raw).refcnt.get()
+    }
+
+    /// Whether both handles name the same object (Python's `is`).
+    pub fn is(&self, other: &Obj<'i>) -> bool {
+        self.raw == other.raw
+    }
+
+    /// The object's address (Python's `id()`), stable while it lives.
+    pub fn addr(&self) -> usize {
+        self.raw.as_ptr() as usize
+    }
+
+    /// Whether the collector tracks it (`gc.is_tracked`).
+    pub fn is_tracked(&self) -> bool {
+        has_flag(self.raw, FLAG_GC) && gc_head(self.raw).next.get() != 0
+    }
+
+    /// Whether its finalizer has run (`gc.is_finalized`).
+    pub fn is_finalized(&self) -> bool {
+        has_flag(self.raw, FLAG_FINALIZED)
+    }
+
+    /// An owned, `Send` handle to the same object, usable beyond the closure.
+    pub fn to_owned(&self) -> Owned {
+        incref(self.raw);
+        Owned { raw: self.raw, rec: self.g.interpreter().rec.clone() }
+    }
+
+    fn type_error(&self, what: &str) -> Error {
+        Error::TypeError { message: format!("{what}, not '{}'", self.kind().name()) }
+    }
+
+    /// The value of an `int` or `bool`.
+    pub fn as_int(&self) -> Option<i64> {
+        match body(self.raw) {
+            Body::Int(i) => Some(*i),
+            Body::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+
+    /// The value of a `float`.
+    pub fn as_float(&self) -> Option<f64> {
+        match body(self.raw) {
+            Body::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The value of a `bool`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match body(self.raw) {
+            Body::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Whether it is `None`.
+    pub fn is_none(&self) -> bool {
+        matches!(body(self.raw), Body::None)
+    }
+
+    /// The text of a `str`.
+    pub fn as_str(&self) -> Option<&str> {
+        matches!(body(self.raw), Body::Str(_)).then(|| str_of(self.raw))
+    }
+
+    /// The bytes of a `bytes`.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        matches!(body(self.raw), Body::Bytes(_)).then(|| bytes_of(self.raw))
+    }
+
+    fn int_op(&self, other: &Obj<'i>, operation: &'static str, f: fn(i64, i64) -> Option<i64>) -> Result<Obj<'i>> {
+        let (Some(a), Some(b)) = (self.as_int(), other.as_int()) else {
+            return Err(Error::TypeError {
+                message: format!(
+                    "unsupported operand type(s) for {operation}: '{}' and '{}'",
+                    self.kind().name(),
+                    other.kind().name()
+                ),
+            });
+        };
+        let v = f(a, b).ok_or(Error::Overflow { operation })?;
+        self.g.int(v)
+    }
+
+    /// `self + other` for ints; overflow is [`Error::Overflow`].
+    pub fn int_add(&self, other: &Obj<'i>) -> Result<Obj<'i>> {
+        self.int_op(other, "int add", i64::checked_add)
+    }
+
+    /// `self - other` for ints; overflow is [`Error::Overflow`].
+    pub fn int_sub(&self, other: &Obj<'i>) -> Result<Obj<'i>> {
+        self.int_op(other, "int sub", i64::checked_sub)
+    }
+
+    /// `self * other` for ints; overflow is [`Error::Overflow`].
+    pub fn int_mul(&self, other: &Obj<'i>) -> Result<Obj<'i>> {
+        self.int_op(other, "int mul", i64::checked_mul)
+    }
+
+    /// The length of a str, bytes, tuple, list or dict.
+    pub fn len(&self) -> Result<usize> {
+        Ok(match body(self.raw) {
+            Body::Str(_) => str_of(self.raw).chars().count(),
+            Body::Bytes(n) => *n,
+            Body::Tuple(t) => t.len(),
+            Body::List(l) => l.len(),
+            Body::Dict(d) => d.len(),
+            _ => return Err(self.type_error("object has no len()")),
+        })
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Item `i` of a tuple or list.
+    pub fn get_item(&self, i: usize) -> Result<Obj<'i>> {
+        let r = match body(self.raw) {
+            Body::Tuple(t) => t.get(i).copied().ok_or(Error::IndexError { index: i, len: t.len() })?,
+            Body::List(l) => l.get(i).copied().ok_or(Error::IndexError { index: i, len: l.len() })?,
+            _ => return Err(self.type_error("indexing needs a tuple or list")),
+        };
+        Ok(Obj::from_raw_borrowed(r, self.g))
+    }
+
+    /// Appends to a list.
+    pub fn list_append(&self, item: &Obj<'i>) -> Result<()> {
+        let r = item.clone().into_raw();
+        // SAFETY: no reference into the body is alive; `push` runs no user code.
+        match unsafe { body_mut(self.raw) } {
+            Body::List(l) => {
+                l.push(r);
+                Ok(())
+            }
+            _ => {
+                drop(Obj::from_raw_owned(r, self.g));
+                Err(self.type_error("list_append needs a list"))
+            }
+        }
+    }
+
+    /// Replaces item `i` of a list.
+    pub fn list_set(&self, i: usize, item: &Obj<'i>) -> Result<()> {
+        // SAFETY: as in `list_append`; the old item is released after the
+        // borrow ends.
+        let old = match unsafe { body_mut(self.raw) } {
+            Body::List(l) => {
+                let len = l.len();
+                let slot = l.get_mut(i).ok_or(Error::IndexError { index: i, len })?;
+                std::mem::replace(slot, item.clone().into_raw())
+            }
+            _ => return Err(self.type_error("list_set needs a list")),
+        };
+        decref(self.g, old);
+        Ok(())
+    }
+
+    /// Removes and returns the last item of a list.
+    pub fn list_pop(&self) -> Result<Option<Obj<'i>>> {
+        // SAFETY: as in `list_append`.
+        match unsafe { body_mut(self.raw) } {
+            Body::List(l) => Ok(l.pop().map(|r| Obj::from_raw_owned(r, self.g))),
+            _ => Err(self.type_error("list_pop needs a list")),
+        }
+    }
+
+    /// Empties a list or dict.
+    pub fn clear(&self) -> Result<()> {
+        if !matches!(body(self.raw), Body::List(_) | Body::Dict(_)) {
+            return Err(self.type_error("clear needs a list or dict"));
+        }
+        let mut out = Vec::new();
+        take_refs(self.raw, &mut out);
+        out.into_iter().for_each(|r| decref(self.g, r));
+        Ok(())
+    }
+
+    /// The dict of a dict or instance.
+    ///
+    /// # Safety
+    /// The caller must use the result without running user code or releasing
+    /// references, and drop it before any other access to this object.
+    unsafe fn dict_mut<'a>(&self) -> Result<&'a mut Dict> {
+        // SAFETY: forwarded from the caller.
+        match unsafe { body_mut(self.raw) } {
+            Body::Dict(d) => Ok(d),
+            Body::Instance(i) => Ok(&mut i.dict),
+            _ => Err(self.type_error("a dict is required")),
+        }
+    }
+
+    /// `self[key] = value` for a dict. Keys must be hashable built-ins
+    /// (None, bool, int, float, str, bytes, tuples of those), else
+    /// [`Error::TypeError`] ("unhashable type").
+    pub fn dict_set(&self, key: &Obj<'i>, value: &Obj<'i>) -> Result<()> {
+        if !matches!(body(self.raw), Body::Dict(_)) {
+            return Err(self.type_error("dict_set needs a dict"));
+        }
+        self.dict_set_any(key, value)
+    }
+
+    fn dict_set_any(&self, key: &Obj<'i>, value: &Obj<'i>) -> Result<()> {
+        let hk = hkey(key.raw)?;
+        let (k, v) = (key.clone().into_raw(), value.clone().into_raw());
+        // SAFETY: `set` runs no user code; references are released after.
+        let displaced = unsafe { self.dict_mut() }.map(|d| d.set(hk, k, v));
+        let displaced = match displaced {
+            Ok(d) => d,
+            Err(e) => {
+                decref(self.g, k);
+                decref(self.g, v);
+                return Err(e);
+            }
+        };
+        displaced.into_iter().for_each(|r| decref(self.g, r));
+        Ok(())
+    }
+
+    /// `self.get(key)` for a dict.
+    pub fn dict_get(&self, key: &Obj<'i>) -> Result<Option<Obj<'i>>> {
+        let hk = hkey(key.raw)?;
+        match body(self.raw) {
+            Body::Dict(d) => Ok(d.get(&hk).map(|r| Obj::from_raw_borrowed(r, self.g))),
+            _ => Err(self.type_error("dict_get needs a dict")),
+        }
+    }
+
+    /// `del self[key]` for a dict; returns whether the key was there.
+    pub fn dict_del(&self, key: &Obj<'i>) -> Result<bool> {
+        let hk = hkey(key.raw)?;
+        if !matches!(body(self.raw), Body::Dict(_)) {
+            return Err(self.type_error("dict_del needs a dict"));
+        }
+        // SAFETY: `remove` runs no user code; references are released after.
+        let removed = unsafe { self.dict_mut() }?.remove(&hk);
+        match removed {
+            Some((k, v)) => {
+                decref(self.g, k);
+                decref(self.g, v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The (key, value) pairs of a dict (or an instance's attributes), in
+    /// insertion order.
+    pub fn dict_items(&self) -> Result<Vec<(Obj<'i>, Obj<'i>)>> {
+        let d = match body(self.raw) {
+            Body::Dict(d) => d,
+            Body::Instance(i) => &i.dict,
+            _ => return Err(self.type_error("dict_items needs a dict")),
+        };
+        Ok(d.items().map(|(k, v)| (Obj::from_raw_borrowed(k, self.g), Obj::from_raw_borrowed(v, self.g))).collect())
+    }
+
+    /// Sets an attribute of an instance.
+    pub fn setattr(&self, name: &str, value: &Obj<'i>) -> Result<()> {
+        if !matches!(body(self.raw), Body::Instance(_)) {
+            return Err(self.type_error("setattr needs an instance"));
+        }
+        let key = self.g.str(name)?;
+        self.dict_set_any(&key, value)
+    }
+
+    /// An attribute of an instance.
+    pub fn getattr(&self, name: &str) -> Result<Option<Obj<'i>>> {
+        match body(self.raw) {
+            Body::Instance(i) => Ok(i.dict.get(&HKey::Str(name.into())).map(|r| Obj::from_raw_borrowed(r, self.g))),
+            _ => Err(self.type_error("getattr needs an instance")),
+        }
+    }
+
+    fn set_instance_hook(&self, legacy: bool, f: Option<&Obj<'i>>) -> Result<()> {
+        if let Some(f) = f {
+            if f.kind() != Kind::Function {
+                return Err(f.type_error("a finalizer must be a function"));
+            }
+        }
+        let new = f.map(|f| f.clone().into_raw());
+        // SAFETY: no reference into the body is alive; the old hook is
+        // released after the borrow ends.
+        let old = match unsafe { body_mut(self.raw) } {
+            Body::Instance(i) => std::mem::replace(if legacy { &mut i.legacy } else { &mut i.finalizer }, new),
+            _ => {
+                new.into_iter().for_each(|r| decref(self.g, r));
+                return Err(self.type_error("finalizers need an instance"));
+            }
+        };
+        old.into_iter().for_each(|r| decref(self.g, r));
+        Ok(())
+    }
+
+    /// Sets the instance's finalizer (`__del__`, PEP 442): called with the
+    /// instance as its one argument, at most once, when the instance becomes
+    /// unreachable (refcount zero or cyclic garbage). It may resurrect it.
+    pub fn set_finalizer(&self, f: Option<&Obj<'i>>) -> Result<()> {
+        self.set_instance_hook(false, f)
+    }
+
+    /// Sets a legacy finalizer (CPython's `tp_del`): an instance with one that
+    /// is part of cyclic garbage is never collected; it and everything it
+    /// reaches go to [`Gil::gc_garbage`]. At refcount zero it runs like a
+    /// finalizer.
+    pub fn set_legacy_finalizer(&self, f: Option<&Obj<'i>>) -> Result<()> {
+        self.set_instance_hook(true, f)
+    }
+
+    /// Calls a native function.
+    pub fn call(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
+        let (f, captured) = match body(self.raw) {
+            Body::Function(func) => {
+                (func.f.clone(), func.captured.iter().map(|&r| Obj::from_raw_borrowed(r, self.g)).collect::<Vec<_>>())
+            }
+            _ => return Err(self.type_error("object is not callable")),
+        };
+        f(self.g, &captured, args)
+    }
+
+    /// The referent of a weakref, if still alive.
+    pub fn weakref_get(&self) -> Result<Option<Obj<'i>>> {
+        match body(self.raw) {
+            Body::Weakref(w) => Ok(w.target.map(|r| Obj::from_raw_borrowed(r, self.g))),
+            _ => Err(self.type_error("weakref_get needs a weakref")),
+        }
+    }
+
+    /// Extra slot `i` of a code object.
+    pub fn code_extra(&self, i: usize) -> Result<Option<Obj<'i>>> {
+        match body(self.raw) {
+            Body::Code(c) => match c.extra.get(i) {
+                Some(v) => Ok(v.map(|r| Obj::from_raw_borrowed(r, self.g))),
+                None => Err(Error::IndexError { index: i, len: c.extra.len() }),
+            },
+            _ => Err(self.type_error("code_extra needs a code object")),
+        }
+    }
+
+    /// Sets extra slot `i` of a code object.
+    pub fn set_code_extra(&self, i: usize, value: Option<&Obj<'i>>) -> Result<()> {
+        let new = value.map(|v| v.clone().into_raw());
+        // SAFETY: no reference into the body is alive; released after.
+        let old = match unsafe { body_mut(self.raw) } {
+            Body::Code(c) => {
+                let len = c.extra.len();
+                match c.extra.get_mut(i) {
+                    Some(slot) => std::mem::replace(slot, new),
+                    None => {
+                        new.into_iter().for_each(|r| decref(self.g, r));
+                        return Err(Error::IndexError { index: i, len });
+                    }
+                }
+            }
+            _ => {
+                new.into_iter().for_each(|r| decref(self.g, r));
+                return Err(self.type_error("set_code_extra needs a code object"));
+            }
+        };
+        old.into_iter().for_each(|r| decref(self.g, r));
+        Ok(())
+    }
+
+    /// The value of an embedder object of type `T`.
+    pub fn downcast_ref<T: Trace>(&self) -> Option<&T> {
+        match body(self.raw) {
+            Body::Custom(c) => c.as_any().downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+}
+
+impl Clone for Obj<'_> {
+    #[inline]
+    fn clone(&self) -> Self {
+        incref(self.raw);
+        Obj { raw: self.raw, g: self.g }
+    }
+}
+
+impl Drop for Obj<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        decref(self.g, self.raw);
+    }
+}
+
+impl std::fmt::Debug for Obj<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Obj");
+        d.field("type", &self.type_name()).field("refcount", &self.refcount());
+        match body(self.raw) {
+            Body::Int(i) => d.field("value", i),
+            Body::Float(x) => d.field("value", x),
+            Body::Bool(b) => d.field("value", b),
+            Body::Str(_) => d.field("value", &str_of(self.raw)),
+            _ => d.field("addr", &self.addr()),
+        };
+        d.finish()
+    }
+}
+
+/// Moves a pointer into a pending call (run under the owner's GIL).
+struct SendRaw(Raw);
+// SAFETY: the pointer is only dereferenced by the pending call, which runs
+// under the GIL of the interpreter that owns the object.
+unsafe impl Send for SendRaw {}
+
+/// An owned, `Send + Sync` reference to an object, usable beyond `with_gil`.
+///
+/// It carries its interpreter; [`bind`](Self::bind) turns it back into an
+/// [`Obj`] only with a token of that interpreter. Dropped on a thread that
+/// does not hold that interpreter's GIL, its release is queued as a pending
+/// call and applied at the owner's next checkpoint. After the interpreter
+/// closed, every use is [`Error::InterpreterClosed`] and dropping it does
+/// nothing (the object was freed by the close).
+pub struct Owned {
+    raw: Raw,
+    rec: Arc<Record>,
+}
+
+// SAFETY: the object is only touched under its interpreter's GIL: `bind`
+// checks the token's interpreter, and `drop` either holds that GIL or queues
+// the release as a pending call of that interpreter.
+unsafe impl Send for Owned {}
+// SAFETY: `&Owned` allows only `bind` (checked as above) and id queries.
+unsafe impl Sync for Owned {}
+
+impl std::fmt::Debug for Owned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owned").field("interpreter", &self.rec.id).finish_non_exhaustive()
+    }
+}
+
+impl Owned {
+    /// The interpreter the object belongs to.
+    pub fn interpreter_id(&self) -> InterpreterId {
+        self.rec.id
+    }
+
+    /// A handle to the object inside `g`'s closure. Errors:
+    /// [`Error::WrongInterpreter`] for another interpreter's token,
+    /// [`Error::InterpreterClosed`] once the owner is being torn down.
+    pub fn bind<'i>(&self, g: Gil<'i>) -> Result<Obj<'i>> {
+        let rec = &g.interpreter().rec;
+        if !std::ptr::eq(&**rec, &*self.rec) {
+            return Err(Error::WrongInterpreter { owner: self.rec.id, used_with: rec.id });
+        }
+        if self.rec.gc.is_closing() {
+            return Err(Error::InterpreterClosed { id: self.rec.id });
+        }
+        Ok(Obj::from_raw_borrowed(self.raw, g))
+    }
+
+    /// Enters the owner interpreter and runs `f` with the object.
+    pub fn with<R>(&self, f: impl for<'i> FnOnce(Obj<'i>) -> R) -> Result<R> {
+        let interp = Interpreter { rec: self.rec.clone() };
+        interp.with_gil(|g| self.bind(g).map(f))?
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if self.rec.is_closed() && self.rec.gc.is_closing() {
+            return;
+        }
+        let raw = self.raw;
+        let done = ThreadCtx::with(|ctx| match ctx.holding_frame() {
+            Some(frame) if std::ptr::eq(frame.record(), &*self.rec) => {
+                if !self.rec.gc.is_closing() {
+                    decref(Gil::new(frame.handle(), ctx.uid), raw);
+                }
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false);
+        if !done {
+            let p = SendRaw(raw);
+            // Refused only once `close()` has drained the queue: the object is
+            // then freed by the close itself.
+            let _ = Interpreter { rec: self.rec.clone() }.add_pending_call(move |g| {
+                let p = p;
+                if !g.interpreter().rec.gc.is_closing() {
+                    decref(g, p.0);
+                }
+            });
+        }
+    }
+}
+
+// ----- constructors -------------------------------------------------------------------
+
+impl<'i> Gil<'i> {
+    fn new_obj(&self, body: Body, gc: bool, data: &[u8]) -> Result<Obj<'i>> {
+        let raw = super::alloc_obj(*self, body, gc, data)?;
+        Ok(Obj::from_raw_owned(raw, *self))
+    }
+
+    /// A new `None`.
+    pub fn none(&self) -> Result<Obj<'i>> {
+        self.new_obj(Body::None, false, &[])
+    }
+
+    /// A new `bool`.
+    pub fn bool(&self, v: bool) -> Result<Obj<'i>> {
+        self.new_obj(Body::Bool(v), false, &[])
+    }
+
+    /// A new `int`.
+    pub fn int(&self, v: i64) -> Result<Obj<'i>> {
+        self.new_obj(Body::Int(v), false, &[])
+    }
+
+    /// A new `float`.
+    pub fn float(&self, v: f64) -> Result<Obj<'i>> {
+        self.new_obj(Body::Float(v), false, &[])
+    }
+
+    /// A new `str` (its bytes live in the same heap block).
+    pub fn str(&self, v: &str) -> Result<Obj<'i>> {
+        self.new_obj(Body::Str(v.len()), false, v.as_bytes())
+    }
+
+    /// A new `bytes`.
+    pub fn bytes(&self, v: &[u8]) -> Result<Obj<'i>> {
+        self.new_obj(Body::Bytes(v.len()), false, v)
+    }
+
+    /// A new tuple (tracked unless empty).
+    pub fn tuple(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
+        let v: Box<[Raw]> = items.iter().map(|o| o.clone().into_raw()).collect();
+        let gc = !v.is_empty();
+        self.new_obj(Body::Tuple(v), gc, &[])
+    }
+
+    /// A new list (tracked).
+    pub fn list(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
+        let v: Vec<Raw> = items.iter().map(|o| o.clone().into_raw()).collect();
+        self.new_obj(Body::List(v), true, &[])
+    }
+
+    /// A new empty dict (tracked).
+    pub fn dict(&self) -> Result<Obj<'i>> {
+        self.new_obj(Body::Dict(Box::default()), true, &[])
+    }
+
+    /// A new instance of class `class` with an empty attribute dict (tracked).
+    pub fn instance(&self, class: &str) -> Result<Obj<'i>> {
+        let inst = Instance { class: class.into(), dict: Dict::default(), finalizer: None, legacy: None };
+        self.new_obj(Body::Instance(Box::new(inst)), true, &[])
+    }
+
+    /// A new native function: `f(gil, captured, args)`; `captured` are
+    /// strong references the function keeps (and the collector traverses).
+    pub fn function<F>(&self, name: &str, captured: &[Obj<'i>], f: F) -> Result<Obj<'i>>
+    where
+        F: for<'a> Fn(Gil<'a>, &[Obj<'a>], &[Obj<'a>]) -> Result<Obj<'a>> + 'static,
+    {
+        let func = Function {
+            name: name.into(),
+            f: Rc::new(f),
+            captured: captured.iter().map(|o| o.clone().into_raw()).collect(),
+        };
+        self.new_obj(Body::Function(Box::new(func)), true, &[])
+    }
+
+    /// A weak reference to `target` (which must be a tracked type: tuple,
+    /// list, dict, instance, function, weakref, code or an embedder type;
+    /// else [`Error::TypeError`]). `callback`, a function, is called with the
+    /// weakref when the target dies, if the weakref is still alive then.
+    pub fn weakref(&self, target: &Obj<'i>, callback: Option<&Obj<'i>>) -> Result<Obj<'i>> {
+        if !has_flag(target.raw, FLAG_GC) {
+            return Err(Error::TypeError {
+                message: format!("cannot create weak reference to '{}' object", target.kind().name()),
+            });
+        }
+        if let Some(cb) = callback {
+            if cb.kind() != Kind::Function {
+                return Err(cb.type_error("a weakref callback must be a function"));
+            }
+        }
+        let w = WeakrefBody { target: Some(target.raw), callback: callback.map(|c| c.clone().into_raw()) };
+        let wr = self.new_obj(Body::Weakref(Box::new(w)), true, &[])?;
+        super::register_weakref(*self, target.raw, wr.raw);
+        Ok(wr)
+    }
+
+    /// A new code object named `name` with constants and `extra_slots` empty
+    /// extra slots (tracked).
+    pub fn code(&self, name: &str, consts: &[Obj<'i>], extra_slots: usize) -> Result<Obj<'i>> {
+        let c = Code {
+            name: name.into(),
+            consts: consts.iter().map(|o| o.clone().into_raw()).collect(),
+            extra: vec![None; extra_slots],
+        };
+        self.new_obj(Body::Code(Box::new(c)), true, &[])
+    }
+
+    /// A new object of an embedder type (tracked).
+    pub fn new_object<T: Trace>(&self, value: T) -> Result<Obj<'i>> {
+        self.new_obj(Body::Custom(Box::new(value)), true, &[])
+    }
+}
+
+impl Code {
+    #[allow(dead_code)]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Function {
+    #[allow(dead_code)]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,87 @@
+//! The `gc` stress scenario: in several interpreters at once (one thread
+//! each), allocation churn that builds two-object cyclic garbage beside a
+//! growing surviving old generation, with automatic collection scheduled by
+//! allocation and run at each checkpoint. Pauses are timed by start/stop
+//! callbacks; the loop time is the whole measured phase.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::{percentile, round, rss_bytes};
+use serde_json::{Map, Value};
+use subinterp::{GcPhase, InterpreterConfig, Runtime, RuntimeConfig};
+
+struct Worker {
+    pauses_ms: Vec<f64>,
+    collected: usize,
+    loop_s: f64,
+    rss_peak: u64,
+}
+
+fn worker(rt: &Runtime, duration: Duration) -> Worker {
+    let interp = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
+    let w = interp
+        .with_gil(|g| {
+            let pauses = Rc::new(RefCell::new(Vec::new()));
+            let collected = Rc::new(RefCell::new(0usize));
+            let started = Rc::new(RefCell::new(None::<Instant>));
+            let (p, c, s) = (pauses.clone(), collected.clone(), started.clone());
+            g.gc_add_callback(move |phase, _, r| match phase {
+                GcPhase::Start => *s.borrow_mut() = Some(Instant::now()),
+                GcPhase::Stop => {
+                    if let Some(t) = s.borrow_mut().take() {
+                        p.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+                    }
+                    *c.borrow_mut() += r.collected;
+                }
+            });
+            let old = g.list(&[]).expect("alloc");
+            let start = Instant::now();
+            let mut rss_peak = 0;
+            let mut i = 0u64;
+            while start.elapsed() < duration {
+                for _ in 0..1000 {
+                    let a = g.list(&[]).expect("alloc");
+                    let b = g.list(std::slice::from_ref(&a)).expect("alloc");
+                    a.list_append(&b).expect("append");
+                    if i % 8 == 0 && old.len().expect("list") < 200_000 {
+                        old.list_append(&g.list(&[]).expect("alloc")).expect("append");
+                    }
+                    i += 1;
+                    g.checkpoint().expect("checkpoint");
+                }
+                rss_peak = rss_peak.max(rss_bytes());
+            }
+            let loop_s = start.elapsed().as_secs_f64();
+            let pauses_ms = pauses.borrow().clone();
+            let collected = *collected.borrow();
+            Worker { pauses_ms, collected, loop_s, rss_peak }
+        })
+        .expect("enter the interpreter");
+    interp.close().expect("close");
+    w
+}
+
+/// Runs the scenario with `threads` interpreters for `duration`.
+pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let workers: Vec<Worker> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| worker(&rt, duration))).collect();
+        hs.into_iter().map(|h| h.join().expect("worker panicked")).collect()
+    });
+    let mut pauses: Vec<f64> = workers.iter().flat_map(|w| w.pauses_ms.iter().copied()).collect();
+    let total_pause_s: f64 = pauses.iter().sum::<f64>() / 1e3;
+    let loop_s: f64 = workers.iter().map(|w| w.loop_s).sum();
+    let collected: usize = workers.iter().map(|w| w.collected).sum();
+    let mut m = Map::new();
+    m.insert("collections".into(), Value::from(pauses.len()));
+    m.insert("pause_ms_p50".into(), Value::from(round(percentile(&mut pauses, 50.0), 3)));
+    m.insert("pause_ms_p99".into(), Value::from(round(percentile(&mut pauses, 99.0), 3)));
+    m.insert("pause_ms_max".into(), Value::from(round(percentile(&mut pauses, 100.0), 3)));
+    m.insert("pause_share_pct".into(), Value::from(round(100.0 * total_pause_s / loop_s.max(1e-9), 2)));
+    m.insert("collected_per_s".into(), Value::from(round(collected as f64 / (loop_s / threads.max(1) as f64), 0)));
+    let peak = workers.iter().map(|w| w.rss_peak).max().unwrap_or(0);
+    m.insert("rss_peak_mb".into(), Value::from(round(peak as f64 / (1024.0 * 1024.0), 2)));
+    m
+}
