@@ -382,12 +382,64 @@ fn embedder_types() {
         g.gc_disable();
         let a = g.new_object(Node { next: Member::empty() }).unwrap();
         let b = g.new_object(Node { next: Member::empty() }).unwrap();
-        a.downcast_ref::<Node>().unwrap().next.set(g, Some(&b));
-        b.downcast_ref::<Node>().unwrap().next.set(g, Some(&a));
-        assert!(a.downcast_ref::<Node>().unwrap().next.get(g).unwrap().is(&b));
+        a.downcast_ref::<Node>().unwrap().next.set(g, Some(&b)).unwrap();
+        b.downcast_ref::<Node>().unwrap().next.set(g, Some(&a)).unwrap();
+        assert!(a.downcast_ref::<Node>().unwrap().next.get(g).unwrap().unwrap().is(&b));
         drop((a, b));
         assert_eq!(g.gc_collect(2).unwrap().collected, 2);
     });
+}
+
+/// An embedder type with interior mutability lets a `Member` leave its
+/// object; every later use is checked against the owning interpreter.
+struct Slot {
+    held: std::cell::RefCell<Member>,
+}
+trace_fields!(Slot {});
+
+#[test]
+fn escaped_members_are_checked_against_their_interpreter() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let a = rt.create(InterpreterConfig::isolated()).unwrap();
+    let b = rt.create(InterpreterConfig::isolated()).unwrap();
+    // A member filled in `a`, moved out to plain Rust memory.
+    let escaped: Member = a
+        .with_gil(|g| {
+            let s = g.new_object(Slot { held: std::cell::RefCell::new(Member::empty()) }).unwrap();
+            let x = g.list(&[]).unwrap();
+            s.downcast_ref::<Slot>().unwrap().held.borrow().set(g, Some(&x)).unwrap();
+            s.downcast_ref::<Slot>().unwrap().held.replace(Member::empty())
+        })
+        .unwrap();
+    // Unlisted, the reference is invisible to the collector: it keeps `x` alive.
+    a.with_gil(|g| {
+        g.gc_collect(2).unwrap();
+        assert_eq!(escaped.get(g).unwrap().unwrap().len().unwrap(), 0);
+    })
+    .unwrap();
+    // Another interpreter's token is refused, for reads and writes.
+    let escaped = b
+        .with_gil(|g| {
+            assert!(matches!(escaped.get(g), Err(Error::WrongInterpreter { .. })));
+            let y = g.int(1).unwrap();
+            assert!(matches!(escaped.set(g, Some(&y)), Err(Error::WrongInterpreter { .. })));
+            // Moved into one of b's objects (in a cycle, so b's collector
+            // visits it), b's collector does not touch a's object.
+            let s = g.new_object(Slot { held: std::cell::RefCell::new(escaped) }).unwrap();
+            let l = g.list(std::slice::from_ref(&s)).unwrap();
+            l.list_append(&l).unwrap();
+            let s2 = s.clone();
+            drop((s, l));
+            assert_eq!(g.gc_collect(2).unwrap().collected, 1);
+            s2.downcast_ref::<Slot>().unwrap().held.replace(Member::empty())
+        })
+        .unwrap();
+    // After `a` closed, no token of it exists: the reference is never read.
+    a.close().unwrap();
+    b.with_gil(|g| assert!(matches!(escaped.get(g), Err(Error::WrongInterpreter { .. })))).unwrap();
+    // Dropping it leaks a reference to nothing that still exists.
+    let _ = escaped;
+    b.close().unwrap();
 }
 
 #[test]

@@ -12,6 +12,9 @@ struct Graph {
     kinds: Vec<bool>,
     edges: Vec<(usize, usize)>,
     kept: Vec<bool>,
+    /// Which nodes get a weakref (a weakref sends the collection down its
+    /// careful path; none keeps it on the fast one).
+    weak: Vec<bool>,
 }
 
 fn graphs() -> impl Strategy<Value = Graph> {
@@ -20,8 +23,10 @@ fn graphs() -> impl Strategy<Value = Graph> {
             proptest::collection::vec(any::<bool>(), n),
             proptest::collection::vec((0..n, 0..n), 0..3 * n),
             proptest::collection::vec(proptest::bool::weighted(0.2), n),
+            prop_oneof![Just(0.0), Just(0.1), Just(1.0)]
+                .prop_flat_map(move |p| proptest::collection::vec(proptest::bool::weighted(p), n)),
         )
-            .prop_map(|(kinds, edges, kept)| Graph { kinds, edges, kept })
+            .prop_map(|(kinds, edges, kept, weak)| Graph { kinds, edges, kept, weak })
     })
 }
 
@@ -61,19 +66,23 @@ fn check(g: Gil<'_>, graph: &Graph) -> Result<(), TestCaseError> {
                 nodes[a].list_append(&nodes[b]).unwrap();
             }
         }
-        let weak: Vec<Obj<'_>> = nodes.iter().map(|o| g.weakref(o, None).unwrap()).collect();
+        let weak: Vec<Option<Obj<'_>>> =
+            nodes.iter().zip(&graph.weak).map(|(o, &w)| w.then(|| g.weakref(o, None).unwrap())).collect();
         let kept: Vec<Obj<'_>> = nodes.iter().zip(&graph.kept).filter(|(_, &k)| k).map(|(o, _)| o.clone()).collect();
         drop(nodes);
         let r = g.gc_collect(2).unwrap();
         let alive = model_reachable(graph);
         let expect_freed = alive.iter().filter(|a| !**a).count();
-        let mut freed = 0;
         for (i, w) in weak.iter().enumerate() {
-            let live = w.weakref_get().unwrap().is_some();
-            prop_assert_eq!(live, alive[i], "node {} liveness differs from the model", i);
-            freed += usize::from(!live);
+            if let Some(w) = w {
+                let live = w.weakref_get().unwrap().is_some();
+                prop_assert_eq!(live, alive[i], "node {} liveness differs from the model", i);
+            }
         }
-        prop_assert_eq!(freed, expect_freed);
+        // Every node is tracked; so is every weakref object.
+        let tracked: usize = g.gc_generation_sizes().iter().sum();
+        let n_weak = weak.iter().flatten().count();
+        prop_assert_eq!(tracked - n_weak, graph.kinds.len() - expect_freed, "live nodes differ from the model");
         // Objects freed by refcounting alone when the handles dropped are not
         // counted as collected; the rest are.
         prop_assert!(r.collected <= expect_freed);

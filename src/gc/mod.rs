@@ -5,19 +5,16 @@ pub(crate) mod object;
 pub(crate) mod trace;
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use object::*;
 
-use crate::error::{panic_message, Error, Result};
+use crate::error::{Error, Result};
 use crate::interp::run_callback;
 use crate::Gil;
 
 const GEN0: usize = 0;
 const GEN2: usize = 2;
 const PERMANENT: usize = 3;
-const UNREACH: usize = 4;
-const NHEADS: usize = 5;
 
 /// Debug flag: print statistics of each collection to stderr.
 pub const DEBUG_STATS: u32 = 1;
@@ -57,7 +54,9 @@ pub enum GcPhase {
 pub type GcCallback = std::rc::Rc<dyn Fn(GcPhase, usize, CollectResult)>;
 
 pub(crate) struct GcState {
-    heads: Box<[GcHead; NHEADS]>,
+    /// Generations 0, 1, 2 and the permanent one (`gc.freeze`): tables of
+    /// the tracked objects, each object knowing its index (`GcHead::slot`).
+    gens: [Vec<Raw>; 4],
     counts: [usize; 3],
     thresholds: [usize; 3],
     enabled: bool,
@@ -72,74 +71,61 @@ pub(crate) struct GcState {
     next_cb: u64,
     weakrefs: HashMap<usize, Vec<Raw>>,
     errors: Vec<Error>,
+    /// Frees queued below `MAX_DEALLOC_DEPTH` (the trashcan).
     trash: Vec<Raw>,
-    deallocating: bool,
+    /// Nesting of `dealloc` calls.
+    depth: u32,
     closing: bool,
+    /// Scratch for the collector's traversals (kept to reuse its buffer).
+    stack: Vec<Raw>,
 }
 
 impl GcState {
-    fn head_addr(&self, i: usize) -> usize {
-        &self.heads[i] as *const GcHead as usize
+    /// Tracks `r` (not tracked, or detached) in generation `gen`.
+    #[inline(always)]
+    fn track(&mut self, r: Raw, gen: usize) {
+        let v = &mut self.gens[gen];
+        gc_head(r).slot.set((v.len() << SLOT_SHIFT) | (gen + 1));
+        v.push(r);
+    }
+
+    /// Stops tracking `r` (a no-op for a detached or untracked object).
+    #[inline(always)]
+    fn untrack(&mut self, r: Raw) {
+        let gh = gc_head(r);
+        let slot = gh.slot.get();
+        let tag = slot & ((1 << SLOT_SHIFT) - 1);
+        gh.slot.set(0);
+        if tag == 0 || tag == TAG_DETACHED {
+            return;
+        }
+        let v = &mut self.gens[tag - 1];
+        let i = slot >> SLOT_SHIFT;
+        debug_assert!(v[i] == r);
+        let last = v.pop().expect("a tracked object is in its table");
+        if i < v.len() {
+            v[i] = last;
+            gc_head(last).slot.set((i << SLOT_SHIFT) | tag);
+        }
     }
 }
 
-fn hnode<'a>(addr: usize) -> &'a GcHead {
-    // SAFETY: `addr` is a list head (boxed in a live GcState) or the GcHead
-    // of a live tracked object.
-    unsafe { &*(addr as *const GcHead) }
-}
-
-fn node_of(r: Raw) -> usize {
-    gc_head(r) as *const GcHead as usize
-}
-
-fn list_init(head: usize) {
-    hnode(head).next.set(head);
-    hnode(head).prev.set(head);
-}
-
-fn list_append(head: usize, r: Raw) {
-    let n = node_of(r);
-    let last = hnode(head).prev.get();
-    hnode(last).next.set(n);
-    gc_head(r).prev.set(last);
-    gc_head(r).next.set(head);
-    hnode(head).prev.set(n);
-}
-
-fn list_unlink(r: Raw) {
-    let g = gc_head(r);
-    let (p, n) = (g.prev.get(), g.next.get());
-    hnode(p).next.set(n);
-    hnode(n).prev.set(p);
-    g.next.set(0);
-    g.prev.set(0);
-}
-
-fn list_drain(head: usize, out: &mut Vec<Raw>) {
-    let mut n = hnode(head).next.get();
-    while n != head {
-        out.push(from_gc(n));
-        n = hnode(n).next.get();
-    }
-    list_init(head);
-}
-
-fn list_len(head: usize) -> usize {
-    let (mut n, mut c) = (hnode(head).next.get(), 0);
-    while n != head {
-        c += 1;
-        n = hnode(n).next.get();
-    }
-    c
-}
+/// Source of process-unique collector numbers (never reused, so a reference
+/// that outlived its interpreter can never match a live one).
+static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The interpreter's collector state; touched only under its GIL.
-pub(crate) struct GcCell(crate::sync::UnsafeCell<GcState>, crate::sync::AtomicBool);
+pub(crate) struct GcCell {
+    state: crate::sync::UnsafeCell<GcState>,
+    /// Set when teardown begins; read without the GIL by `Owned::drop`.
+    closing: crate::sync::AtomicBool,
+    /// Process-unique number of this interpreter's object space.
+    uid: u64,
+}
 
 // SAFETY: the state is only accessed by the holder of the interpreter's GIL
 // (every accessor takes a `Gil` or runs in `close()` with the GIL held); the
-// one flag read without the GIL (`closing`) is the atomic beside the cell.
+// one flag read without the GIL (`closing`) is an atomic, `uid` is immutable.
 unsafe impl Sync for GcCell {}
 // SAFETY: as above; the raw pointers inside are never dereferenced without the GIL.
 unsafe impl Send for GcCell {}
@@ -147,8 +133,7 @@ unsafe impl Send for GcCell {}
 impl GcCell {
     pub(crate) fn new() -> Self {
         let st = GcState {
-            // Heads link to themselves once boxed (below).
-            heads: Box::new(std::array::from_fn(|_| GcHead { next: 0.into(), prev: 0.into() })),
+            gens: Default::default(),
             counts: [0; 3],
             thresholds: [2000, 10, 10],
             enabled: true,
@@ -164,13 +149,15 @@ impl GcCell {
             weakrefs: HashMap::new(),
             errors: Vec::new(),
             trash: Vec::new(),
-            deallocating: false,
+            depth: 0,
             closing: false,
+            stack: Vec::new(),
         };
-        for i in 0..NHEADS {
-            list_init(st.head_addr(i));
+        GcCell {
+            state: crate::sync::UnsafeCell::new(st),
+            closing: crate::sync::AtomicBool::new(false),
+            uid: NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
-        GcCell(crate::sync::UnsafeCell::new(st), crate::sync::AtomicBool::new(false))
     }
 
     /// Runs `f` on the state. `f` must not run user code or release references.
@@ -179,17 +166,29 @@ impl GcCell {
         // SAFETY: the caller holds the interpreter's GIL (every path here comes
         // from a `Gil` token or from `close()` holding the GIL), and `f` runs
         // no user code, so no second reference can be created meanwhile.
-        self.0.with_mut(|p| f(unsafe { &mut *p }))
+        self.state.with_mut(|p| f(unsafe { &mut *p }))
     }
 
     /// Whether teardown has begun (objects must not be touched any more).
     pub(crate) fn is_closing(&self) -> bool {
-        self.1.load(crate::sync::Ordering::Acquire)
+        self.closing.load(crate::sync::Ordering::Acquire)
+    }
+
+    /// The process-unique number of this object space.
+    #[inline(always)]
+    pub(crate) fn uid(&self) -> u64 {
+        self.uid
     }
 }
 
+#[inline(always)]
 fn st<R>(g: Gil<'_>, f: impl FnOnce(&mut GcState) -> R) -> R {
     g.interpreter().rec.gc.with(f)
+}
+
+#[inline(always)]
+fn uid_of(g: Gil<'_>) -> u64 {
+    g.interpreter().rec.gc.uid
 }
 
 pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result<Raw> {
@@ -206,13 +205,16 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result
         let p = base.as_ptr().add(off).cast::<ObjHead>();
         p.write(ObjHead { refcnt: 1.into(), flags: flags.into(), body: std::cell::UnsafeCell::new(body) });
         std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>().add(std::mem::size_of::<ObjHead>()), data.len());
+        if gc {
+            base.as_ptr().cast::<GcHead>().write(GcHead { slot: 0.into(), refs: 0.into() });
+        }
         std::ptr::NonNull::new_unchecked(p)
     };
     if gc {
         let schedule = st(g, |s| {
-            list_append(s.head_addr(GEN0), raw);
+            s.track(raw, GEN0);
             s.counts[0] += 1;
-            if s.enabled && s.thresholds[0] > 0 && s.counts[0] > s.thresholds[0] && !s.collecting && !s.scheduled {
+            if s.counts[0] > s.thresholds[0] && s.enabled && s.thresholds[0] > 0 && !s.collecting && !s.scheduled {
                 s.scheduled = true;
                 true
             } else {
@@ -283,25 +285,109 @@ fn run_fn(g: Gil<'_>, context: &'static str, f: Raw, arg: Raw) {
     }
 }
 
-/// Frees `r` (refcount zero) and everything that reaches zero with it,
-/// iteratively: nested calls only queue (CPython's trashcan).
+/// How deep frees may nest before further ones are queued (CPython's
+/// trashcan): deep enough that ordinary structures free in one go, shallow
+/// enough that a 1,000,000-deep chain never grows the stack.
+const MAX_DEALLOC_DEPTH: u32 = 48;
+
+/// Frees `r` (refcount zero) and everything that reaches zero with it.
+/// Nested frees recurse up to [`MAX_DEALLOC_DEPTH`], then queue; the
+/// outermost call drains the queue, so the stack stays bounded.
 pub(crate) fn dealloc(g: Gil<'_>, r: Raw) {
-    let run = st(g, |s| {
-        s.trash.push(r);
-        !std::mem::replace(&mut s.deallocating, true)
+    let depth = st(g, |s| {
+        if s.depth >= MAX_DEALLOC_DEPTH {
+            s.trash.push(r);
+            None
+        } else {
+            s.depth += 1;
+            Some(s.depth)
+        }
     });
-    if !run {
-        return;
+    let Some(depth) = depth else { return };
+    dealloc_one(g, r);
+    if depth == 1 {
+        while let Some(t) = st(g, |s| s.trash.pop()) {
+            dealloc_one(g, t);
+        }
     }
-    while let Some(r) = st(g, |s| s.trash.pop()) {
-        dealloc_one(g, r);
-    }
-    st(g, |s| s.deallocating = false);
+    st(g, |s| s.depth -= 1);
 }
 
+/// Frees one dead object and releases what it held.
 fn dealloc_one(g: Gil<'_>, r: Raw) {
+    let flags = head(r).flags.get();
+    if flags & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0 || st(g, |s| s.closing) {
+        return dealloc_special(g, r);
+    }
+    // No user code can run before the object is gone: untrack, move the
+    // body out, free the block, then release the references it held.
+    if flags & FLAG_GC != 0 {
+        st(g, |s| {
+            s.untrack(r);
+            s.counts[0] = s.counts[0].saturating_sub(1);
+        });
+    }
+    // SAFETY: the object is dead (refcount zero), untracked, and nothing
+    // refers to it; its body is read out exactly once and the block freed after.
+    let body = unsafe { std::ptr::read(head(r).body.get()) };
+    free_block(g, r, flags);
+    release_body(g, body);
+}
+
+/// Releases the references a body held, then drops it (an embedder value's
+/// `Drop` runs last).
+fn release_body(g: Gil<'_>, body: Body) {
+    match body {
+        Body::Tuple(items) | Body::List(items) => {
+            for c in items {
+                decref(g, c);
+            }
+        }
+        Body::Dict(mut d) => {
+            let mut out = Vec::new();
+            d.take_all(&mut out);
+            out.into_iter().for_each(|c| decref(g, c));
+        }
+        Body::Instance(mut i) => {
+            let mut out = Vec::new();
+            i.dict.take_all(&mut out);
+            out.extend(i.finalizer.take());
+            out.extend(i.legacy.take());
+            out.into_iter().for_each(|c| decref(g, c));
+        }
+        Body::Function(mut f) => {
+            std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
+            drop(f);
+        }
+        Body::Code(mut c) => {
+            std::mem::take(&mut c.consts).into_iter().for_each(|x| decref(g, x));
+            std::mem::take(&mut c.extra).into_iter().flatten().for_each(|x| decref(g, x));
+        }
+        Body::Custom(c) => {
+            let mut out = Vec::new();
+            let uid = uid_of(g);
+            if let Err(e) = run_callback("Trace::clear", || c.clear_dyn(&mut trace::Cleared { out: &mut out, uid })) {
+                st(g, |s| s.errors.push(e));
+            }
+            out.into_iter().for_each(|x| decref(g, x));
+            if let Err(e) = run_callback("drop of an embedder object", || drop(c)) {
+                st(g, |s| s.errors.push(e));
+            }
+        }
+        Body::Weakref(_)
+        | Body::None
+        | Body::Bool(_)
+        | Body::Int(_)
+        | Body::Float(_)
+        | Body::Str(_)
+        | Body::Bytes(_) => {}
+    }
+}
+
+/// Frees an object whose death may run user code: finalizer (at most once,
+/// may resurrect), weakref callbacks, then clear and free.
+fn dealloc_special(g: Gil<'_>, r: Raw) {
     let closing = st(g, |s| s.closing);
-    // Finalizer (PEP 442), at most once; it may resurrect the object.
     if !closing && !has_flag(r, FLAG_FINALIZED) {
         let fin = match body(r) {
             Body::Instance(i) => i.finalizer.or(i.legacy),
@@ -325,68 +411,68 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
         run_fn(g, "weakref callback", cb, wr);
     }
     let mut kids = Vec::new();
-    if let Err(e) = run_callback("Trace::clear", || take_refs(r, &mut kids)) {
+    let uid = uid_of(g);
+    if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut kids)) {
         st(g, |s| s.errors.push(e));
     }
     st(g, |s| {
         if matches!(body(r), Body::Weakref(_)) {
             detach_weakref(s, r);
         }
-        if has_flag(r, FLAG_GC) && gc_head(r).next.get() != 0 {
-            list_unlink(r);
-            if s.counts[0] > 0 {
-                s.counts[0] -= 1;
-            }
-        }
-        for k in kids {
-            let h = head(k);
-            let c = h.refcnt.get() - 1;
-            h.refcnt.set(c);
-            if c == 0 {
-                s.trash.push(k);
-            }
+        if has_flag(r, FLAG_GC) {
+            s.untrack(r);
+            s.counts[0] = s.counts[0].saturating_sub(1);
         }
     });
     free_obj(g, r);
+    kids.into_iter().for_each(|k| decref(g, k));
 }
 
-fn free_obj(g: Gil<'_>, r: Raw) {
-    let flags = head(r).flags.get();
+fn free_block(g: Gil<'_>, r: Raw, flags: u32) {
     let off = if flags & FLAG_GC != 0 { GC_HEAD_SIZE } else { 0 };
-    // SAFETY: the object is dead (refcount zero or torn down), unlinked, and
-    // its references were taken out; its block is `off` bytes before it, a
-    // live block of this heap, small iff FLAG_SMALL.
+    // SAFETY: the object is dead and its body was moved out or dropped; its
+    // block starts `off` bytes before it, a live block of this heap, small
+    // iff FLAG_SMALL.
     unsafe {
-        std::ptr::drop_in_place(r.as_ptr());
         let base = std::ptr::NonNull::new_unchecked((r.as_ptr() as *mut u8).sub(off));
         g.heap().free_known(base, flags & FLAG_SMALL != 0);
     }
 }
 
-/// CPython's `deduce_unreachable` over `objs`: afterwards, `prev >> PREV_SHIFT`
-/// of each is > 0 iff it is reachable from outside (refcount minus `hold`
-/// minus internal references) or from such an object. Links are clobbered.
-fn deduce(objs: &[Raw], hold: usize) {
+fn free_obj(g: Gil<'_>, r: Raw) {
+    let flags = head(r).flags.get();
+    // SAFETY: the object is dead (refcount zero or torn down), untracked, and
+    // its references were taken out; the body is dropped once, then the
+    // block is freed.
+    unsafe { std::ptr::drop_in_place(r.as_ptr()) };
+    free_block(g, r, flags);
+}
+
+/// CPython's `deduce_unreachable` over `objs` (slow path: finalizers and
+/// resurrection): afterwards, `refs >> REFS_SHIFT` of each is > 0 iff it is
+/// reachable from outside (refcount minus `hold` minus internal references)
+/// or from such an object. The caller resets `refs` to 0 after reading it.
+fn deduce(objs: &[Raw], hold: usize, uid: u64) {
     for &r in objs {
-        gc_head(r).prev.set(((head(r).refcnt.get() - hold) << PREV_SHIFT) | PREV_COLLECTING);
+        gc_head(r).refs.set(((head(r).refcnt.get() - hold) << REFS_SHIFT) | REFS_COLLECTING);
     }
     for &r in objs {
-        traverse(r, &mut |c| {
+        traverse(r, uid, &mut |c| {
             if has_flag(c, FLAG_GC) {
-                let p = gc_head(c).prev.get();
-                if p & PREV_COLLECTING != 0 {
-                    gc_head(c).prev.set(p - (1 << PREV_SHIFT));
+                let p = gc_head(c).refs.get();
+                if p & REFS_COLLECTING != 0 {
+                    gc_head(c).refs.set(p - (1 << REFS_SHIFT));
                 }
             }
         });
     }
-    let mut stack: Vec<Raw> = objs.iter().copied().filter(|&r| gc_head(r).prev.get() >> PREV_SHIFT > 0).collect();
+    let mut stack: Vec<Raw> = objs.iter().copied().filter(|&r| gc_head(r).refs.get() >> REFS_SHIFT > 0).collect();
     while let Some(r) = stack.pop() {
-        traverse(r, &mut |c| {
+        traverse(r, uid, &mut |c| {
             if has_flag(c, FLAG_GC) {
-                let p = gc_head(c).prev.get();
-                if p & PREV_COLLECTING != 0 && p >> PREV_SHIFT == 0 {
-                    gc_head(c).prev.set((1 << PREV_SHIFT) | PREV_COLLECTING);
+                let p = gc_head(c).refs.get();
+                if p & REFS_COLLECTING != 0 && p >> REFS_SHIFT == 0 {
+                    gc_head(c).refs.set((1 << REFS_SHIFT) | REFS_COLLECTING);
                     stack.push(c);
                 }
             }
@@ -395,7 +481,95 @@ fn deduce(objs: &[Raw], hold: usize) {
 }
 
 fn refs(r: Raw) -> usize {
-    gc_head(r).prev.get() >> PREV_SHIFT
+    gc_head(r).refs.get() >> REFS_SHIFT
+}
+
+// ----- the collection passes ---------------------------------------------------------
+
+/// CPython's `update_refs` and `subtract_refs` in one pass: afterwards every
+/// candidate's `gc_refs` counts the references from outside the candidates.
+/// A candidate is set up (`gc_refs = refcount`) by whichever comes first: its
+/// own turn or the first reference to it. `max_tag` is the oldest
+/// generation's tag among the candidates.
+fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
+    for &r in cands {
+        let gh = gc_head(r);
+        if gh.refs.get() & REFS_COLLECTING == 0 {
+            gh.refs.set((head(r).refcnt.get() << REFS_SHIFT) | REFS_COLLECTING);
+        }
+        traverse(r, uid, &mut |c| {
+            let h = head(c);
+            if h.flags.get() & FLAG_GC == 0 {
+                return;
+            }
+            let ch = gc_head(c);
+            let p = ch.refs.get();
+            if p & REFS_COLLECTING != 0 {
+                ch.refs.set(p - (1 << REFS_SHIFT));
+            } else {
+                let tag = ch.slot.get() & ((1 << SLOT_SHIFT) - 1);
+                if tag != 0 && tag <= max_tag {
+                    ch.refs.set(((h.refcnt.get() - 1) << REFS_SHIFT) | REFS_COLLECTING);
+                }
+            }
+        });
+    }
+}
+
+/// CPython's `move_unreachable` over a table, fused with the partition: in
+/// table order, a candidate with outside references (or already found
+/// reachable) is reachable, and so is everything it reaches (followed at once
+/// with an explicit stack). Reachable candidates are compacted to the front
+/// of `cands` and given their slot in the target generation (`base` + their
+/// position, `tag`); the others are held (+1), detached and left in
+/// `tentative`: one of them may still be reached from a later candidate (it is
+/// then marked `REFS_REACHABLE`, sorted out by the caller). Returns the number
+/// kept and whether any tentative object has a finalizer or weakrefs.
+fn mark_and_partition(
+    cands: &mut [Raw],
+    stack: &mut Vec<Raw>,
+    tentative: &mut Vec<Raw>,
+    uid: u64,
+    base: usize,
+    tag: usize,
+) -> (usize, bool) {
+    let visit = |c: Raw, stack: &mut Vec<Raw>| {
+        if has_flag(c, FLAG_GC) {
+            let ch = gc_head(c);
+            let p = ch.refs.get();
+            if p & (REFS_COLLECTING | REFS_REACHABLE) == REFS_COLLECTING {
+                ch.refs.set(p | REFS_REACHABLE);
+                stack.push(c);
+            }
+        }
+    };
+    let (mut kept, mut special) = (0, false);
+    for i in 0..cands.len() {
+        let r = cands[i];
+        let gh = gc_head(r);
+        let p = gh.refs.get();
+        if p & REFS_REACHABLE == 0 {
+            if p >> REFS_SHIFT == 0 {
+                gh.slot.set(TAG_DETACHED);
+                let h = head(r);
+                h.refcnt.set(h.refcnt.get() + 1);
+                special |= h.flags.get() & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0;
+                tentative.push(r);
+                continue;
+            }
+            gh.refs.set(p | REFS_REACHABLE);
+            traverse(r, uid, &mut |c| visit(c, stack));
+            while let Some(x) = stack.pop() {
+                traverse(x, uid, &mut |c| visit(c, stack));
+            }
+        }
+        // Done with it: no longer a candidate for later visits.
+        gh.refs.set(0);
+        gh.slot.set(((base + kept) << SLOT_SHIFT) | tag);
+        cands[kept] = r;
+        kept += 1;
+    }
+    (kept, special)
 }
 
 fn run_gc_callbacks(g: Gil<'_>, phase: GcPhase, gen: usize, res: CollectResult) {
@@ -424,8 +598,9 @@ fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
 }
 
 fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
+    let uid = uid_of(g);
     let target = (gen + 1).min(GEN2);
-    let (cands, debug) = st(g, |s| {
+    let (mut cands, mut stack, base, debug) = st(g, |s| {
         s.scheduled = false;
         if gen < GEN2 {
             s.counts[gen + 1] += 1;
@@ -433,35 +608,92 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         for c in &mut s.counts[..=gen] {
             *c = 0;
         }
-        let mut v = Vec::new();
-        for i in 0..=gen {
-            list_drain(s.head_addr(i), &mut v);
+        // The candidates: generations 0..=gen, taken out of their tables
+        // (their `slot`s keep their old tags until the partition).
+        let mut cands = std::mem::take(&mut s.gens[gen]);
+        for i in 0..gen {
+            cands.extend_from_slice(&s.gens[i]);
+            s.gens[i].clear();
         }
-        (v, s.debug)
+        let base = if target == gen { 0 } else { s.gens[target].len() };
+        (cands, std::mem::take(&mut s.stack), base, s.debug)
     });
-    // No user code runs from here to the partition, except `Trace::trace`.
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| deduce(&cands, 0))) {
+    // No user code runs from here to the end of the partition, except
+    // `Trace::trace`, whose panics `traverse` catches and reports below.
+    count_outside_refs(&cands, gen + 1, uid);
+    let mut tentative = Vec::new();
+    let (kept, special) = mark_and_partition(&mut cands, &mut stack, &mut tentative, uid, base, target + 1);
+    cands.truncate(kept);
+    let panicked = take_trace_panic();
+    st(g, |s| {
+        if target == gen {
+            s.gens[gen] = cands;
+        } else {
+            s.gens[target].extend_from_slice(&cands);
+        }
+        s.stack = stack;
+    });
+    if let Some(message) = panicked {
+        // A trace that panicked may have hidden references: free nothing.
         st(g, |s| {
-            for &c in &cands {
-                list_append(s.head_addr(gen), c);
+            for &r in &tentative {
+                let h = head(r);
+                h.refcnt.set(h.refcnt.get() - 1);
+                gc_head(r).refs.set(0);
+                s.track(r, target);
             }
         });
-        return Err(Error::CallbackPanicked { context: "Trace::trace", message: panic_message(p.as_ref()) });
+        return Err(Error::CallbackPanicked { context: "Trace::trace", message });
     }
-    let mut unreachable = Vec::new();
-    st(g, |s| {
-        let mut survivors = 0;
-        for &c in &cands {
-            if refs(c) > 0 {
-                list_append(s.head_addr(target), c);
-                survivors += 1;
-            } else {
-                set_flag(c, FLAG_UNREACHABLE, true);
-                incref(c);
-                list_append(s.head_addr(UNREACH), c);
-                unreachable.push(c);
+    let res = if tentative.is_empty() {
+        settle_survivors(g, gen, kept);
+        CollectResult::default()
+    } else if !special && debug & DEBUG_SAVEALL == 0 {
+        let collected = delete_garbage(g, &tentative, target);
+        settle_survivors(g, gen, kept + tentative.len() - collected);
+        CollectResult { collected, uncollectable: 0 }
+    } else {
+        let mut unreachable = Vec::with_capacity(tentative.len());
+        let rescued = st(g, |s| {
+            let mut rescued = 0;
+            for &r in &tentative {
+                let gh = gc_head(r);
+                let p = gh.refs.get();
+                gh.refs.set(0);
+                if p & REFS_REACHABLE != 0 {
+                    let h = head(r);
+                    h.refcnt.set(h.refcnt.get() - 1);
+                    s.track(r, target);
+                    rescued += 1;
+                } else {
+                    set_flag(r, FLAG_UNREACHABLE, true);
+                    unreachable.push(r);
+                }
             }
+            rescued
+        });
+        settle_survivors(g, gen, kept + rescued);
+        if unreachable.is_empty() {
+            CollectResult::default()
+        } else {
+            handle_unreachable_slow(g, unreachable, debug)
         }
+    };
+    st(g, |s| {
+        s.stats[gen].collections += 1;
+        s.stats[gen].collected += res.collected;
+        s.stats[gen].uncollectable += res.uncollectable;
+    });
+    if debug & DEBUG_STATS != 0 {
+        eprintln!("gc: collected {} objects, {} uncollectable (generation {gen})", res.collected, res.uncollectable);
+    }
+    Ok(res)
+}
+
+/// The long-lived accounting (CPython): survivors of generation 1 are
+/// pending; a full collection resets the long-lived total.
+fn settle_survivors(g: Gil<'_>, gen: usize, survivors: usize) {
+    st(g, |s| {
         if gen == 1 {
             s.long_lived_pending += survivors;
         } else if gen == GEN2 {
@@ -469,6 +701,59 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             s.long_lived_pending = 0;
         }
     });
+}
+
+/// The tentative set of a collection with no finalizers, weakrefs or legacy
+/// finalizers in it (so no user code can reach it): each object found
+/// reachable after all is released from our hold and tracked in `target`;
+/// each other one is cleared, then its hold released. An object stays alive
+/// while a later one still refers to it and is freed by that one's clear;
+/// our hold keeps every object alive until its own turn, so nothing is
+/// touched after it is freed. Returns the number of garbage objects.
+fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
+    let uid = uid_of(g);
+    let mut taken = Vec::new();
+    let mut collected = 0;
+    for &r in tentative {
+        let gh = gc_head(r);
+        let p = gh.refs.get();
+        gh.refs.set(0);
+        if p & REFS_REACHABLE != 0 {
+            let h = head(r);
+            h.refcnt.set(h.refcnt.get() - 1);
+            st(g, |s| s.track(r, target));
+            continue;
+        }
+        collected += 1;
+        match body(r) {
+            Body::List(_) | Body::Tuple(_) => {
+                // SAFETY: no reference into the body is alive; taking the
+                // items out runs no user code.
+                let items = match unsafe { body_mut(r) } {
+                    Body::List(items) | Body::Tuple(items) => std::mem::take(items),
+                    _ => Items::new(),
+                };
+                for c in items {
+                    decref(g, c);
+                }
+            }
+            _ => {
+                if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
+                    st(g, |s| s.errors.push(e));
+                }
+                taken.drain(..).for_each(|c| decref(g, c));
+            }
+        }
+        decref(g, r);
+    }
+    collected
+}
+
+/// The unreachable set when some of it has finalizers, weakrefs or legacy
+/// finalizers (or DEBUG_SAVEALL is set): CPython's full order. Every object
+/// of `unreachable` is held (+1), detached and flagged FLAG_UNREACHABLE.
+fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) -> CollectResult {
+    let uid = uid_of(g);
     let mut res = CollectResult::default();
 
     // Legacy finalizers and everything they reach: uncollectable.
@@ -479,23 +764,23 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
     }
     let mut legacy = stack.clone();
     while let Some(r) = stack.pop() {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            traverse(r, &mut |c| {
-                if has_flag(c, FLAG_UNREACHABLE) && !has_flag(c, FLAG_LEGACY_MARK) {
-                    set_flag(c, FLAG_LEGACY_MARK, true);
-                    stack.push(c);
-                    legacy.push(c);
-                }
-            })
-        }));
+        traverse(r, uid, &mut |c| {
+            if has_flag(c, FLAG_UNREACHABLE) && !has_flag(c, FLAG_LEGACY_MARK) {
+                set_flag(c, FLAG_LEGACY_MARK, true);
+                stack.push(c);
+                legacy.push(c);
+            }
+        });
+    }
+    if let Some(message) = take_trace_panic() {
+        st(g, |s| s.errors.push(Error::CallbackPanicked { context: "Trace::trace", message }));
     }
     if !legacy.is_empty() {
         res.uncollectable = legacy.len();
         st(g, |s| {
             for &r in &legacy {
                 set_flag(r, FLAG_LEGACY_MARK | FLAG_UNREACHABLE, false);
-                list_unlink(r);
-                list_append(s.head_addr(GEN2), r);
+                s.track(r, GEN2);
                 s.garbage.push(r); // our hold becomes the garbage list's reference
             }
         });
@@ -532,19 +817,17 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
     }
 
     // Resurrection: what a finalizer made reachable again survives.
-    let ok = catch_unwind(AssertUnwindSafe(|| deduce(&unreachable, 1))).is_ok();
+    deduce(&unreachable, 1, uid);
+    let ok = take_trace_panic().is_none();
     let mut resurrected = Vec::new();
     st(g, |s| {
-        list_init(s.head_addr(UNREACH));
         for &r in &unreachable {
-            if !ok || refs(r) > 0 {
-                gc_head(r).prev.set(0);
+            let alive = !ok || refs(r) > 0;
+            gc_head(r).refs.set(0);
+            if alive {
                 set_flag(r, FLAG_UNREACHABLE, false);
-                list_append(s.head_addr(GEN2), r);
+                s.track(r, GEN2);
                 resurrected.push(r);
-            } else {
-                gc_head(r).prev.set(0);
-                list_append(s.head_addr(UNREACH), r);
             }
         }
     });
@@ -561,8 +844,7 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         st(g, |s| {
             for &r in &unreachable {
                 set_flag(r, FLAG_UNREACHABLE, false);
-                list_unlink(r);
-                list_append(s.head_addr(GEN2), r);
+                s.track(r, GEN2);
                 s.garbage.push(r);
             }
         });
@@ -570,7 +852,7 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         // Clear, then release our holds: the garbage frees itself.
         for &r in &unreachable {
             let mut taken = Vec::new();
-            if let Err(e) = run_callback("Trace::clear", || take_refs(r, &mut taken)) {
+            if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
                 st(g, |s| s.errors.push(e));
             }
             if matches!(body(r), Body::Weakref(_)) {
@@ -581,24 +863,14 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         for &r in &unreachable {
             set_flag(r, FLAG_UNREACHABLE, false);
             if head(r).refcnt.get() > 1 {
-                st(g, |s| {
-                    list_unlink(r);
-                    list_append(s.head_addr(GEN2), r);
-                });
+                // Something outside still refers to it: it survives.
+                st(g, |s| s.track(r, GEN2));
             }
             decref(g, r);
         }
     }
     resurrected.into_iter().for_each(|r| decref(g, r));
-    st(g, |s| {
-        s.stats[gen].collections += 1;
-        s.stats[gen].collected += res.collected;
-        s.stats[gen].uncollectable += res.uncollectable;
-    });
-    if debug & DEBUG_STATS != 0 {
-        eprintln!("gc: collected {} objects, {} uncollectable (generation {gen})", res.collected, res.uncollectable);
-    }
-    Ok(res)
+    res
 }
 
 /// Runs the scheduled collection (from `checkpoint_slow`, BREAK_GC).
@@ -623,16 +895,17 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
 /// teardown (GIL held, in `close()`). Returns (objects freed, errors).
 pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     let _ = collect(g, GEN2, false);
-    g.interpreter().rec.gc.1.store(true, crate::sync::Ordering::Release);
+    let uid = uid_of(g);
+    g.interpreter().rec.gc.closing.store(true, crate::sync::Ordering::Release);
     let (all, garbage) = st(g, |s| {
         s.closing = true;
         let mut all = Vec::new();
-        for i in 0..NHEADS {
-            list_drain(s.head_addr(i), &mut all);
+        for v in &mut s.gens {
+            all.append(v);
         }
         for &r in &all {
-            gc_head(r).next.set(0);
-            gc_head(r).prev.set(0);
+            gc_head(r).slot.set(0);
+            gc_head(r).refs.set(0);
             incref(r);
         }
         (all, std::mem::take(&mut s.garbage))
@@ -640,7 +913,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     garbage.into_iter().for_each(|r| decref(g, r));
     for &r in &all {
         let mut taken = Vec::new();
-        let _ = run_callback("Trace::clear", || take_refs(r, &mut taken));
+        let _ = run_callback("Trace::clear", || take_refs(r, uid, &mut taken));
         st(g, |s| {
             drop(clear_weakrefs_to(s, r, |_| false));
             if matches!(body(r), Body::Weakref(_)) {
@@ -737,11 +1010,11 @@ impl<'i> Gil<'i> {
     /// `gc.freeze()`: moves every tracked object to the permanent generation.
     pub fn gc_freeze(&self) {
         st(*self, |s| {
-            let mut v = Vec::new();
             for i in 0..3 {
-                list_drain(s.head_addr(i), &mut v);
+                for r in std::mem::take(&mut s.gens[i]) {
+                    s.track(r, PERMANENT);
+                }
             }
-            v.into_iter().for_each(|r| list_append(s.head_addr(PERMANENT), r));
             s.counts = [0; 3];
         })
     }
@@ -749,20 +1022,20 @@ impl<'i> Gil<'i> {
     /// `gc.unfreeze()`: back into the oldest generation.
     pub fn gc_unfreeze(&self) {
         st(*self, |s| {
-            let mut v = Vec::new();
-            list_drain(s.head_addr(PERMANENT), &mut v);
-            v.into_iter().for_each(|r| list_append(s.head_addr(GEN2), r));
+            for r in std::mem::take(&mut s.gens[PERMANENT]) {
+                s.track(r, GEN2);
+            }
         })
     }
 
     /// `gc.get_freeze_count()`.
     pub fn gc_freeze_count(&self) -> usize {
-        st(*self, |s| list_len(s.head_addr(PERMANENT)))
+        st(*self, |s| s.gens[PERMANENT].len())
     }
 
     /// Number of tracked objects in each generation (`len(gc.get_objects(i))`).
     pub fn gc_generation_sizes(&self) -> [usize; 3] {
-        st(*self, |s| [0, 1, 2].map(|i| list_len(s.head_addr(i))))
+        st(*self, |s| [0, 1, 2].map(|i| s.gens[i].len()))
     }
 
     /// Registers a start/stop callback; returns its id.

@@ -3,7 +3,7 @@
 //! Every object is one block of the interpreter's heap:
 //!
 //! ```text
-//! tracked (containers):   [ GcHead: next, prev ][ ObjHead: refcnt, flags, body ][ inline data ]
+//! tracked (containers):   [ GcHead: slot, refs ][ ObjHead: refcnt, flags, body ][ inline data ]
 //! untracked (atoms):                            [ ObjHead: refcnt, flags, body ][ inline data ]
 //!                                               ^ object pointer (`Raw`)
 //! ```
@@ -15,6 +15,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::collections::HashMap;
 use std::mem::size_of;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
@@ -40,21 +41,42 @@ pub(crate) const FLAG_SMALL: u32 = 8;
 pub(crate) const FLAG_UNREACHABLE: u32 = 16;
 /// Reachable from a legacy finalizer inside the unreachable set.
 pub(crate) const FLAG_LEGACY_MARK: u32 = 32;
+/// Its death may run user code (an instance given a finalizer, a weakref
+/// object): the collector and the deallocator take their careful paths.
+pub(crate) const FLAG_SPECIAL: u32 = 64;
 
-/// The two-word link header before every tracked object (CPython's
-/// `PyGC_Head`). `next == 0` means "not tracked". Between collections `prev`
-/// is a plain pointer; while a collection counts references, `prev` holds
-/// `gc_refs << PREV_SHIFT | PREV_COLLECTING` and the links are rebuilt after.
+/// Items of a tuple or list: up to two inline (no separate allocation, and
+/// traversal stays in the object's cache line), more on the system heap.
+pub(crate) type Items = smallvec::SmallVec<[Raw; 2]>;
+
+/// The two-word header before every tracked object (CPython's `PyGC_Head`).
+///
+/// * `slot`: where the object is tracked: `index << SLOT_SHIFT | tag`, the tag
+///   being its generation + 1 (`TAG_GEN0..=TAG_PERMANENT`, the index its
+///   position in that generation's table), `TAG_DETACHED` while a collection
+///   holds it outside the tables, and 0 when it is not tracked.
+/// * `refs`: 0 between collections; during one, `gc_refs << REFS_SHIFT |
+///   REFS_COLLECTING` (plus `REFS_REACHABLE` once found reachable).
+///
+/// Generations are tables of pointers rather than CPython's linked lists: a
+/// pass over a table issues its loads independently (the processor overlaps
+/// the cache misses), where walking a list waits for each node in turn.
 #[repr(C)]
 pub(crate) struct GcHead {
-    pub(crate) next: Cell<usize>,
-    pub(crate) prev: Cell<usize>,
+    pub(crate) slot: Cell<usize>,
+    pub(crate) refs: Cell<usize>,
 }
 
-/// Low bit of `prev`: the object is a candidate of the running collection.
-pub(crate) const PREV_COLLECTING: usize = 2;
-/// `gc_refs` is stored in `prev` shifted by this much.
-pub(crate) const PREV_SHIFT: usize = 2;
+/// `refs` bit: found reachable in the running collection.
+pub(crate) const REFS_REACHABLE: usize = 1;
+/// `refs` bit: the object is a candidate of the running collection.
+pub(crate) const REFS_COLLECTING: usize = 2;
+/// `gc_refs` is stored in `refs` shifted by this much.
+pub(crate) const REFS_SHIFT: usize = 2;
+/// `slot` tag bits.
+pub(crate) const SLOT_SHIFT: usize = 3;
+/// `slot` tag: held by a running collection, in no table.
+pub(crate) const TAG_DETACHED: usize = 5;
 pub(crate) const GC_HEAD_SIZE: usize = size_of::<GcHead>();
 
 /// The object header: a plain refcount (the GIL serializes it), flags, and
@@ -78,8 +100,8 @@ pub(crate) enum Body {
     Str(usize),
     /// Length of the inline data.
     Bytes(usize),
-    Tuple(Box<[Raw]>),
-    List(Vec<Raw>),
+    Tuple(Items),
+    List(Items),
     Dict(Box<Dict>),
     Instance(Box<Instance>),
     Function(Box<Function>),
@@ -232,13 +254,6 @@ pub(crate) fn gc_head<'a>(r: Raw) -> &'a GcHead {
     unsafe { &*(r.as_ptr() as *const u8).sub(GC_HEAD_SIZE).cast::<GcHead>() }
 }
 
-/// The object whose GC header is at `node`.
-#[inline(always)]
-pub(crate) fn from_gc(node: usize) -> Raw {
-    // SAFETY: `node` is the address of a GcHead inside a live block (never 0).
-    unsafe { NonNull::new_unchecked((node + GC_HEAD_SIZE) as *mut ObjHead) }
-}
-
 #[inline(always)]
 pub(crate) fn has_flag(r: Raw, f: u32) -> bool {
     head(r).flags.get() & f != 0
@@ -293,10 +308,23 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
     }
 }
 
+std::thread_local! {
+    /// The first panic message of an embedder's `Trace::trace` since the
+    /// last [`take_trace_panic`] (traversals continue past it; the collector
+    /// then frees nothing).
+    static TRACE_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Takes the message of a `Trace::trace` panic caught by [`traverse`].
+pub(crate) fn take_trace_panic() -> Option<String> {
+    TRACE_PANIC.with(|t| t.borrow_mut().take())
+}
+
 /// Calls `f` on every strong reference of `r` (CPython's `tp_traverse`).
-/// Only an embedder's `Trace::trace` can panic here.
+/// A panic in an embedder's `Trace::trace` is caught (the object's
+/// references are then under-reported) and kept for [`take_trace_panic`].
 #[inline]
-pub(crate) fn traverse(r: Raw, f: &mut impl FnMut(Raw)) {
+pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
     match body(r) {
         Body::Tuple(items) => items.iter().for_each(|&i| f(i)),
         Body::List(items) => items.iter().for_each(|&i| f(i)),
@@ -311,7 +339,14 @@ pub(crate) fn traverse(r: Raw, f: &mut impl FnMut(Raw)) {
             c.consts.iter().for_each(|&i| f(i));
             c.extra.iter().flatten().for_each(|&i| f(i));
         }
-        Body::Custom(c) => c.trace_dyn(&mut Visitor { f }),
+        Body::Custom(c) => {
+            let r = catch_unwind(AssertUnwindSafe(|| c.trace_dyn(&mut Visitor { f, uid })));
+            if let Err(p) = r {
+                TRACE_PANIC.with(|t| {
+                    t.borrow_mut().get_or_insert_with(|| crate::error::panic_message(p.as_ref()));
+                });
+            }
+        }
         _ => {}
     }
 }
@@ -319,16 +354,15 @@ pub(crate) fn traverse(r: Raw, f: &mut impl FnMut(Raw)) {
 /// Moves every strong reference of `r` into `out` (CPython's `tp_clear`).
 /// A weakref's target is not a strong reference: see `super::detach_weakref`.
 /// Only an embedder's `Trace::clear` can panic here.
-pub(crate) fn take_refs(r: Raw, out: &mut Vec<Raw>) {
+pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
     if let Body::Custom(c) = body(r) {
-        c.clear_dyn(&mut Cleared { out });
+        c.clear_dyn(&mut Cleared { out, uid });
         return;
     }
     // SAFETY: no reference into this body is alive (shared borrows above
     // ended), and nothing below runs user code.
     match unsafe { body_mut(r) } {
-        Body::Tuple(items) => out.extend(std::mem::take(items).iter().copied()),
-        Body::List(items) => out.append(items),
+        Body::Tuple(items) | Body::List(items) => out.extend(items.drain(..)),
         Body::Dict(d) => d.take_all(out),
         Body::Instance(inst) => {
             inst.dict.take_all(out);
@@ -393,7 +427,7 @@ impl Dict {
         }
     }
 
-    fn take_all(&mut self, out: &mut Vec<Raw>) {
+    pub(crate) fn take_all(&mut self, out: &mut Vec<Raw>) {
         self.index.clear();
         for (k, v) in self.entries.drain(..).flatten() {
             out.push(k);
@@ -526,7 +560,7 @@ impl<'i> Obj<'i> {
 
     /// Whether the collector tracks it (`gc.is_tracked`).
     pub fn is_tracked(&self) -> bool {
-        has_flag(self.raw, FLAG_GC) && gc_head(self.raw).next.get() != 0
+        has_flag(self.raw, FLAG_GC) && gc_head(self.raw).slot.get() != 0
     }
 
     /// Whether its finalizer has run (`gc.is_finalized`).
@@ -687,7 +721,7 @@ impl<'i> Obj<'i> {
             return Err(self.type_error("clear needs a list or dict"));
         }
         let mut out = Vec::new();
-        take_refs(self.raw, &mut out);
+        take_refs(self.raw, self.g.interpreter().rec.gc.uid(), &mut out);
         out.into_iter().for_each(|r| decref(self.g, r));
         Ok(())
     }
@@ -798,7 +832,12 @@ impl<'i> Obj<'i> {
         // SAFETY: no reference into the body is alive; the old hook is
         // released after the borrow ends.
         let old = match unsafe { body_mut(self.raw) } {
-            Body::Instance(i) => std::mem::replace(if legacy { &mut i.legacy } else { &mut i.finalizer }, new),
+            Body::Instance(i) => {
+                if new.is_some() {
+                    set_flag(self.raw, FLAG_SPECIAL, true);
+                }
+                std::mem::replace(if legacy { &mut i.legacy } else { &mut i.finalizer }, new)
+            }
             _ => {
                 new.into_iter().for_each(|r| decref(self.g, r));
                 return Err(self.type_error("finalizers need an instance"));
@@ -1045,14 +1084,14 @@ impl<'i> Gil<'i> {
 
     /// A new tuple (tracked unless empty).
     pub fn tuple(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
-        let v: Box<[Raw]> = items.iter().map(|o| o.clone().into_raw()).collect();
+        let v: Items = items.iter().map(|o| o.clone().into_raw()).collect();
         let gc = !v.is_empty();
         self.new_obj(Body::Tuple(v), gc, &[])
     }
 
     /// A new list (tracked).
     pub fn list(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
-        let v: Vec<Raw> = items.iter().map(|o| o.clone().into_raw()).collect();
+        let v: Items = items.iter().map(|o| o.clone().into_raw()).collect();
         self.new_obj(Body::List(v), true, &[])
     }
 
@@ -1098,6 +1137,7 @@ impl<'i> Gil<'i> {
         }
         let w = WeakrefBody { target: Some(target.raw), callback: callback.map(|c| c.clone().into_raw()) };
         let wr = self.new_obj(Body::Weakref(Box::new(w)), true, &[])?;
+        set_flag(wr.raw, FLAG_SPECIAL, true);
         super::register_weakref(*self, target.raw, wr.raw);
         Ok(wr)
     }

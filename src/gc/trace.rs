@@ -1,23 +1,53 @@
 //! Embedder-defined object types: the [`Trace`] trait, the [`Member`] field
 //! that holds a strong reference inside such a type, and the
 //! [`trace_fields!`](crate::trace_fields) macro that implements `Trace`.
+//!
+//! # Why safe code cannot reach a freed object through a `Member`
+//!
+//! A `Member` is an ordinary Rust value: an embedder type with interior
+//! mutability can move one out of its object (`RefCell::replace`), keep it on
+//! a stack or in a thread-local, or move it into an object of another
+//! interpreter. So a `Member` records the interpreter that owns the reference
+//! it holds (a process-unique number, never reused), and every access checks
+//! it:
+//!
+//! * [`Member::get`] / [`Member::set`] with a token of another interpreter
+//!   are [`Error::WrongInterpreter`]; once the owner is closed no token of it
+//!   exists, so a reference that outlived its interpreter is never read.
+//! * The collector's [`Visitor`] and [`Cleared`] skip members owned by another
+//!   interpreter, so one interpreter's collection never touches another's
+//!   objects.
+//! * A reference the collector does not see (a member moved out of its
+//!   object, or a field left out of `trace_fields!`) only keeps its object
+//!   alive longer: under-reporting leaks, it never frees a live object.
+//!   Over-reporting is what would be unsound, so `trace_fields!` refuses a
+//!   field named twice, and [`TraceField`] is sealed.
+//! * Dropping a `Member` that still holds a reference leaks that reference
+//!   (releasing it needs the owner's GIL); objects empty their members before
+//!   they are freed.
 
 use std::cell::{Cell, RefCell};
 
 use super::object::{Obj, Raw};
-use crate::Gil;
+use crate::error::{Error, Result};
+use crate::{Gil, InterpreterId};
 
 /// Visits the strong references of one object (handed to [`Trace::trace`]).
 pub struct Visitor<'a> {
     pub(crate) f: &'a mut dyn FnMut(Raw),
+    /// The collecting interpreter's unique number.
+    pub(crate) uid: u64,
 }
 
 impl Visitor<'_> {
-    /// Reports one strong reference.
+    /// Reports one strong reference (nothing for an empty member or one that
+    /// belongs to another interpreter).
     #[inline]
     pub fn visit(&mut self, member: &Member) {
-        if let Some(r) = member.0.get() {
-            (self.f)(r);
+        if let Some(r) = member.raw.get() {
+            if member.owner.get().uid == self.uid {
+                (self.f)(r);
+            }
         }
     }
 }
@@ -26,14 +56,20 @@ impl Visitor<'_> {
 /// collector releases them after the call returns.
 pub struct Cleared<'a> {
     pub(crate) out: &'a mut Vec<Raw>,
+    /// The clearing interpreter's unique number.
+    pub(crate) uid: u64,
 }
 
 impl Cleared<'_> {
     /// Takes the reference out of `member` (leaving it empty) and releases it
-    /// once the clear returns.
+    /// once the clear returns. A member owned by another interpreter is left
+    /// as it is.
     #[inline]
     pub fn take(&mut self, member: &Member) {
-        if let Some(r) = member.0.take() {
+        if member.owner.get().uid != self.uid {
+            return;
+        }
+        if let Some(r) = member.raw.take() {
             self.out.push(r);
         }
     }
@@ -44,12 +80,14 @@ impl Cleared<'_> {
 ///
 /// # Safety
 /// `trace` must report every strong reference the value holds (every
-/// non-empty [`Member`] reachable from it) exactly once, and nothing else; it
-/// must not panic (a panic is caught and the collection is abandoned, leaving
-/// the heap unchanged, but the object's cycles are then never collected).
+/// non-empty [`Member`] reachable from it) at most once, and nothing else;
+/// reporting a reference twice, or one the value does not hold, makes the
+/// collector free objects that are still referenced. Leaving one out only
+/// keeps its object alive (it is then freed when the interpreter closes).
 /// `clear` must take every strong reference out (after it, `trace` reports
-/// nothing). Neither may create or drop objects. A wrong `trace` makes the
-/// collector free objects that are still referenced.
+/// nothing). Neither may create, drop or release objects (no `Owned` drops,
+/// no handles). A panic in `trace` is caught and the collection abandoned
+/// (nothing freed); a panic in `clear` is caught and reported.
 ///
 /// Most types use [`trace_fields!`](crate::trace_fields) instead of writing
 /// this by hand.
@@ -60,42 +98,94 @@ pub unsafe trait Trace: 'static {
     fn clear(&self, cleared: &mut Cleared<'_>);
 }
 
+/// Which interpreter a member's reference belongs to.
+#[derive(Clone, Copy, Default)]
+struct Owner {
+    /// Process-unique number of the interpreter (0: none yet).
+    uid: u64,
+    /// Its id, for error messages.
+    id: InterpreterId,
+}
+
 /// A strong reference stored inside an embedder type (an empty slot or one
-/// object). Dropping a `Member` that still holds a reference leaks that
-/// reference (it cannot release it without the GIL); the collector's clear and
-/// the object's deallocation empty it first.
+/// object of one interpreter).
+///
+/// ```
+/// use subinterp::{trace_fields, InterpreterConfig, Member, Runtime, RuntimeConfig};
+/// struct Node { next: Member }
+/// trace_fields!(Node { next });
+///
+/// let rt = Runtime::new(RuntimeConfig::default())?;
+/// let interp = rt.create(InterpreterConfig::isolated())?;
+/// interp.with_gil(|g| -> subinterp::Result<()> {
+///     let a = g.new_object(Node { next: Member::empty() })?;
+///     let b = g.str("payload")?;
+///     a.downcast_ref::<Node>().unwrap().next.set(g, Some(&b))?;
+///     assert!(a.downcast_ref::<Node>().unwrap().next.get(g)?.unwrap().is(&b));
+///     Ok(())
+/// })??;
+/// interp.close()?;
+/// # Ok::<(), subinterp::Error>(())
+/// ```
 #[derive(Default)]
-pub struct Member(Cell<Option<Raw>>);
+pub struct Member {
+    raw: Cell<Option<Raw>>,
+    owner: Cell<Owner>,
+}
 
 impl std::fmt::Debug for Member {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Member").field(&self.0.get().map(|r| r.as_ptr())).finish()
+        f.debug_struct("Member")
+            .field("object", &self.raw.get().map(|r| r.as_ptr()))
+            .field("interpreter", &self.owner.get().id)
+            .finish()
     }
+}
+
+fn owner_of(g: Gil<'_>) -> Owner {
+    let rec = &g.interpreter().rec;
+    Owner { uid: rec.gc.uid(), id: rec.id }
 }
 
 impl Member {
     /// An empty slot.
     pub const fn empty() -> Self {
-        Member(Cell::new(None))
+        Member { raw: Cell::new(None), owner: Cell::new(Owner { uid: 0, id: 0 }) }
+    }
+
+    fn check(&self, g: Gil<'_>) -> Result<Owner> {
+        let me = owner_of(g);
+        let owner = self.owner.get();
+        if self.raw.get().is_some() && owner.uid != me.uid {
+            return Err(Error::WrongInterpreter { owner: owner.id, used_with: me.id });
+        }
+        Ok(me)
     }
 
     /// Stores `value` (or empties the slot), releasing the previous reference
-    /// under `g`.
-    pub fn set<'i>(&self, g: Gil<'i>, value: Option<&Obj<'i>>) {
+    /// under `g`. Errors: [`Error::WrongInterpreter`] (nothing changed) if the
+    /// slot holds an object of another interpreter.
+    pub fn set<'i>(&self, g: Gil<'i>, value: Option<&Obj<'i>>) -> Result<()> {
+        let me = self.check(g)?;
         let new = value.map(|v| v.clone().into_raw());
-        if let Some(old) = self.0.replace(new) {
+        self.owner.set(me);
+        if let Some(old) = self.raw.replace(new) {
             drop(Obj::from_raw_owned(old, g));
         }
+        Ok(())
     }
 
-    /// A new handle to the stored object, if any.
-    pub fn get<'i>(&self, g: Gil<'i>) -> Option<Obj<'i>> {
-        self.0.get().map(|r| Obj::from_raw_borrowed(r, g))
+    /// A new handle to the stored object, if any. Errors:
+    /// [`Error::WrongInterpreter`] if it belongs to another interpreter (or
+    /// one that has closed).
+    pub fn get<'i>(&self, g: Gil<'i>) -> Result<Option<Obj<'i>>> {
+        self.check(g)?;
+        Ok(self.raw.get().map(|r| Obj::from_raw_borrowed(r, g)))
     }
 
     /// Whether the slot is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.get().is_none()
+        self.raw.get().is_none()
     }
 }
 
@@ -108,29 +198,45 @@ impl MemberVec {
     pub fn new() -> Self {
         Self::default()
     }
+
     /// Appends a strong reference to `value`.
     pub fn push(&self, value: &Obj<'_>) {
         let m = Member::empty();
-        m.0.set(Some(value.clone().into_raw()));
+        m.owner.set(owner_of(value.gil()));
+        m.raw.set(Some(value.clone().into_raw()));
         self.0.borrow_mut().push(m);
     }
-    /// The `i`-th object.
-    pub fn get<'i>(&self, g: Gil<'i>, i: usize) -> Option<Obj<'i>> {
-        self.0.borrow().get(i).and_then(|m| m.get(g))
+
+    /// The `i`-th object (`Ok(None)` past the end). Errors:
+    /// [`Error::WrongInterpreter`] if it belongs to another interpreter.
+    pub fn get<'i>(&self, g: Gil<'i>, i: usize) -> Result<Option<Obj<'i>>> {
+        match self.0.borrow().get(i) {
+            Some(m) => m.get(g),
+            None => Ok(None),
+        }
     }
+
     /// The number of slots.
     pub fn len(&self) -> usize {
         self.0.borrow().len()
     }
+
     /// Whether there are no slots.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Member {}
+    impl Sealed for super::MemberVec {}
+}
+
 /// A field kind that [`trace_fields!`](crate::trace_fields) knows how to trace
-/// and clear.
-pub trait TraceField {
+/// and clear: [`Member`] and [`MemberVec`] (sealed: a wrong implementation
+/// would make the safe macro unsound).
+pub trait TraceField: sealed::Sealed {
     /// Reports the field's references.
     fn trace_field(&self, visit: &mut Visitor<'_>);
     /// Takes the field's references out.
@@ -148,20 +254,30 @@ impl TraceField for Member {
 
 impl TraceField for MemberVec {
     fn trace_field(&self, visit: &mut Visitor<'_>) {
-        for m in self.0.borrow().iter() {
-            visit.visit(m);
+        // A `Trace::trace` cannot run user code, so the borrow cannot clash;
+        // if it somehow does (a hand-written trace inside a borrow), the
+        // references are under-reported, which only keeps objects alive.
+        if let Ok(v) = self.0.try_borrow() {
+            for m in v.iter() {
+                visit.visit(m);
+            }
         }
     }
     fn clear_field(&self, cleared: &mut Cleared<'_>) {
-        for m in self.0.borrow_mut().drain(..) {
-            cleared.take(&m);
+        if let Ok(mut v) = self.0.try_borrow_mut() {
+            for m in v.iter() {
+                cleared.take(m);
+            }
+            // Members of another interpreter stay (they cannot be released here).
+            v.retain(|m| !m.is_empty());
         }
     }
 }
 
 /// Implements [`Trace`] for a struct from the list of its reference-holding
-/// fields (each a [`Member`] or a [`MemberVec`]); other fields are plain data
-/// and must hold no object references.
+/// fields (each a [`Member`] or a [`MemberVec`]); other fields must hold no
+/// object references (a reference the list leaves out is never freed before
+/// the interpreter closes). Naming a field twice is a compile error.
 ///
 /// ```
 /// use subinterp::{trace_fields, Member};
@@ -173,11 +289,14 @@ impl TraceField for MemberVec {
 #[macro_export]
 macro_rules! trace_fields {
     ($ty:ty { $($field:ident),* $(,)? }) => {
-        // SAFETY: every reference-holding field is listed (the macro's
-        // contract), and `TraceField` visits / takes each exactly once.
+        // SAFETY: each listed field is a `Member`/`MemberVec` (the sealed
+        // `TraceField`), visited once: the pattern below refuses a field named
+        // twice. Unlisted references are under-reported, which only leaks.
         unsafe impl $crate::Trace for $ty {
             #[allow(unused_variables)]
             fn trace(&self, visit: &mut $crate::Visitor<'_>) {
+                #[allow(clippy::unneeded_field_pattern)]
+                let Self { $($field: _,)* .. } = self;
                 $( $crate::TraceField::trace_field(&self.$field, visit); )*
             }
             #[allow(unused_variables)]
