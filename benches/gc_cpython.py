@@ -51,6 +51,36 @@ def main():
     del kept
     gc.collect()
     print(f"young_1000_with_0_old            {timed(young, 50):9.3f} ms")
+    share, longest, count, loop_ms = survivors(N)
+    print(f"survivors_1e6_pause_share_pct    {share:9.2f} %  (longest pause {longest:.3f} ms, "
+          f"{count} collections, loop {loop_ms:.1f} ms)")
+
+
+def survivors(n):
+    """The stress scenario's pause-share loop: n new lists appended to one
+    kept list with automatic collection on; pauses timed by gc.callbacks."""
+    pauses = []
+    start = [0.0]
+
+    def cb(phase, info):
+        if phase == "start":
+            start[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - start[0])
+
+    gc.collect()
+    gc.enable()
+    gc.callbacks.append(cb)
+    kept = []
+    t = time.perf_counter()
+    for _ in range(n):
+        kept.append([])
+    loop = time.perf_counter() - t
+    gc.callbacks.remove(cb)
+    gc.disable()
+    del kept
+    gc.collect()
+    return 100 * sum(pauses) / loop, 1e3 * max(pauses, default=0), len(pauses), 1e3 * loop
 
 
 if __name__ == "__main__":

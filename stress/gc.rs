@@ -3,6 +3,11 @@
 //! growing surviving old generation, with automatic collection scheduled by
 //! allocation and run at each checkpoint. Pauses are timed by start/stop
 //! callbacks; the loop time is the whole measured phase.
+//!
+//! Before the churn, each interpreter runs the pause-share loop:
+//! 1,000,000 new lists appended to one kept list with automatic collection
+//! on (a checkpoint after each), timing every collection (`survivors_*`
+//! keys; `benches/gc_cpython.py` runs the same loop in CPython).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,7 +17,43 @@ use crate::{percentile, round, rss_bytes};
 use serde_json::{Map, Value};
 use subinterp::{GcPhase, InterpreterConfig, Runtime, RuntimeConfig};
 
+/// The pause-share loop's result in one interpreter.
+struct Survivors {
+    pauses_ms: Vec<f64>,
+    loop_s: f64,
+}
+
+/// Allocates `n` lists that all survive (appended to one kept list), with
+/// automatic collection at a checkpoint after each; pauses timed by gc
+/// callbacks.
+fn survivors(g: subinterp::Gil<'_>, n: usize) -> Survivors {
+    let pauses = Rc::new(RefCell::new(Vec::new()));
+    let started = Rc::new(RefCell::new(None::<Instant>));
+    let (p, s) = (pauses.clone(), started.clone());
+    let id = g.gc_add_callback(move |phase, _, _| match phase {
+        GcPhase::Start => *s.borrow_mut() = Some(Instant::now()),
+        GcPhase::Stop => {
+            if let Some(t) = s.borrow_mut().take() {
+                p.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    });
+    let kept = g.list(&[]).expect("alloc");
+    let start = Instant::now();
+    for _ in 0..n {
+        kept.list_append(&g.list(&[]).expect("alloc")).expect("append");
+        g.checkpoint().expect("checkpoint");
+    }
+    let loop_s = start.elapsed().as_secs_f64();
+    g.gc_remove_callback(id);
+    drop(kept);
+    g.gc_collect(2).expect("collect");
+    let pauses_ms = pauses.borrow().clone();
+    Survivors { pauses_ms, loop_s }
+}
+
 struct Worker {
+    survivors: Survivors,
     pauses_ms: Vec<f64>,
     collected: usize,
     loop_s: f64,
@@ -23,6 +64,7 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
     let interp = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
     let w = interp
         .with_gil(|g| {
+            let surv = survivors(g, 1_000_000);
             let pauses = Rc::new(RefCell::new(Vec::new()));
             let collected = Rc::new(RefCell::new(0usize));
             let started = Rc::new(RefCell::new(None::<Instant>));
@@ -56,7 +98,7 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
             let loop_s = start.elapsed().as_secs_f64();
             let pauses_ms = pauses.borrow().clone();
             let collected = *collected.borrow();
-            Worker { pauses_ms, collected, loop_s, rss_peak }
+            Worker { survivors: surv, pauses_ms, collected, loop_s, rss_peak }
         })
         .expect("enter the interpreter");
     interp.close().expect("close");
@@ -75,6 +117,13 @@ pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
     let loop_s: f64 = workers.iter().map(|w| w.loop_s).sum();
     let collected: usize = workers.iter().map(|w| w.collected).sum();
     let mut m = Map::new();
+    let mut sp: Vec<f64> = workers.iter().flat_map(|w| w.survivors.pauses_ms.iter().copied()).collect();
+    let s_pause: f64 = sp.iter().sum::<f64>() / 1e3;
+    let s_loop: f64 = workers.iter().map(|w| w.survivors.loop_s).sum();
+    m.insert("survivors_1e6_collections".into(), Value::from(sp.len()));
+    m.insert("survivors_1e6_loop_ms".into(), Value::from(round(1e3 * s_loop / workers.len().max(1) as f64, 2)));
+    m.insert("survivors_1e6_pause_share_pct".into(), Value::from(round(100.0 * s_pause / s_loop.max(1e-9), 2)));
+    m.insert("survivors_1e6_pause_ms_max".into(), Value::from(round(percentile(&mut sp, 100.0), 3)));
     m.insert("collections".into(), Value::from(pauses.len()));
     m.insert("pause_ms_p50".into(), Value::from(round(percentile(&mut pauses, 50.0), 3)));
     m.insert("pause_ms_p99".into(), Value::from(round(percentile(&mut pauses, 99.0), 3)));

@@ -517,13 +517,16 @@ fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
 }
 
 /// CPython's `move_unreachable` over a table, fused with the partition: in
-/// table order, a candidate with outside references (or already found
-/// reachable) is reachable, and so is everything it reaches (followed at once
-/// with an explicit stack). Reachable candidates are compacted to the front
-/// of `cands` and given their slot in the target generation (`base` + their
-/// position, `tag`); the others are held (+1), detached and left in
-/// `tentative`: one of them may still be reached from a later candidate (it is
-/// then marked `REFS_REACHABLE`, sorted out by the caller). Returns the number
+/// table order, a candidate with outside references, or already found
+/// reachable, is reachable, and its references are followed. A reference to
+/// a candidate not reached yet only marks it (`REFS_REACHABLE`: its own turn
+/// follows its references); one to a candidate already passed over as
+/// tentatively unreachable rescues it, and the references of the rescued are
+/// followed at once (explicit stack, no recursion). Reachable candidates are
+/// compacted to the front of `cands` and given their slot in the target
+/// generation (`base` + their position, `tag`); the others are held (+1),
+/// detached (`TAG_DETACHED`) and left in `tentative`, where the rescued ones
+/// carry `REFS_REACHABLE` (sorted out by the caller). Returns the number
 /// kept and whether any tentative object has a finalizer or weakrefs.
 fn mark_and_partition(
     cands: &mut [Raw],
@@ -539,7 +542,9 @@ fn mark_and_partition(
             let p = ch.refs.get();
             if p & (REFS_COLLECTING | REFS_REACHABLE) == REFS_COLLECTING {
                 ch.refs.set(p | REFS_REACHABLE);
-                stack.push(c);
+                if ch.slot.get() == TAG_DETACHED {
+                    stack.push(c);
+                }
             }
         }
     };
@@ -548,26 +553,23 @@ fn mark_and_partition(
         let r = cands[i];
         let gh = gc_head(r);
         let p = gh.refs.get();
-        if p & REFS_REACHABLE == 0 {
-            if p >> REFS_SHIFT == 0 {
-                gh.slot.set(TAG_DETACHED);
-                let h = head(r);
-                h.refcnt.set(h.refcnt.get() + 1);
-                special |= h.flags.get() & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0;
-                tentative.push(r);
-                continue;
-            }
-            gh.refs.set(p | REFS_REACHABLE);
-            traverse(r, uid, &mut |c| visit(c, stack));
-            while let Some(x) = stack.pop() {
-                traverse(x, uid, &mut |c| visit(c, stack));
-            }
+        if p & REFS_REACHABLE == 0 && p >> REFS_SHIFT == 0 {
+            gh.slot.set(TAG_DETACHED);
+            let h = head(r);
+            h.refcnt.set(h.refcnt.get() + 1);
+            special |= h.flags.get() & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0;
+            tentative.push(r);
+            continue;
         }
         // Done with it: no longer a candidate for later visits.
         gh.refs.set(0);
         gh.slot.set(((base + kept) << SLOT_SHIFT) | tag);
         cands[kept] = r;
         kept += 1;
+        traverse(r, uid, &mut |c| visit(c, stack));
+        while let Some(x) = stack.pop() {
+            traverse(x, uid, &mut |c| visit(c, stack));
+        }
     }
     (kept, special)
 }
@@ -610,8 +612,9 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         }
         // The candidates: generations 0..=gen, taken out of their tables
         // (their `slot`s keep their old tags until the partition).
+        // Oldest first, so that the table is in allocation order.
         let mut cands = std::mem::take(&mut s.gens[gen]);
-        for i in 0..gen {
+        for i in (0..gen).rev() {
             cands.extend_from_slice(&s.gens[i]);
             s.gens[i].clear();
         }
