@@ -657,24 +657,23 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         CollectResult { collected, uncollectable: 0 }
     } else {
         let mut unreachable = Vec::with_capacity(tentative.len());
-        let rescued = st(g, |s| {
-            let mut rescued = 0;
+        let mut rescued = Vec::new();
+        st(g, |s| {
             for &r in &tentative {
                 let gh = gc_head(r);
                 let p = gh.refs.get();
                 gh.refs.set(0);
                 if p & REFS_REACHABLE != 0 {
-                    let h = head(r);
-                    h.refcnt.set(h.refcnt.get() - 1);
                     s.track(r, target);
-                    rescued += 1;
+                    rescued.push(r);
                 } else {
                     set_flag(r, FLAG_UNREACHABLE, true);
                     unreachable.push(r);
                 }
             }
-            rescued
         });
+        // Nothing was freed yet, so these holds are never the last reference.
+        let rescued = rescued.into_iter().map(|r| decref(g, r)).count();
         settle_survivors(g, gen, kept + rescued);
         if unreachable.is_empty() {
             CollectResult::default()
@@ -722,9 +721,10 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         let p = gh.refs.get();
         gh.refs.set(0);
         if p & REFS_REACHABLE != 0 {
-            let h = head(r);
-            h.refcnt.set(h.refcnt.get() - 1);
+            // Tracked first: releasing our hold may free it (a garbage
+            // object freed earlier in this loop may have held it).
             st(g, |s| s.track(r, target));
+            decref(g, r);
             continue;
         }
         collected += 1;
