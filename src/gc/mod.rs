@@ -1,6 +1,7 @@
 //! Objects and the per-interpreter generational cycle collector (issue 4).
 //! See `docs/gc.md`.
 
+pub(crate) mod items;
 pub(crate) mod object;
 pub(crate) mod trace;
 
@@ -203,10 +204,10 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result
     // GcHead (16 bytes) and ObjHead fit, followed by `data.len()` bytes.
     let raw = unsafe {
         let p = base.as_ptr().add(off).cast::<ObjHead>();
-        p.write(ObjHead { refcnt: 1.into(), flags: flags.into(), body: std::cell::UnsafeCell::new(body) });
+        p.write(ObjHead { refcnt: 1.into(), flags: flags.into(), refs: 0.into(), body: std::cell::UnsafeCell::new(body) });
         std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>().add(std::mem::size_of::<ObjHead>()), data.len());
         if gc {
-            base.as_ptr().cast::<GcHead>().write(GcHead { slot: 0.into(), refs: 0.into() });
+            base.as_ptr().cast::<GcHead>().write(GcHead { slot: 0.into() });
         }
         std::ptr::NonNull::new_unchecked(p)
     };
@@ -327,8 +328,20 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
             s.counts[0] = s.counts[0].saturating_sub(1);
         });
     }
-    // SAFETY: the object is dead (refcount zero), untracked, and nothing
-    // refers to it; its body is read out exactly once and the block freed after.
+    // The common case, a tuple or list: only its items are moved out (a
+    // copy of the whole body costs more, in stack traffic, than the rest).
+    if let Body::List(items) | Body::Tuple(items) = body(r) {
+        // SAFETY: the object is dead (refcount zero), untracked, and nothing
+        // refers to it; its items are read out exactly once, the rest of the
+        // body owns nothing else, and the block is freed right after.
+        let items = unsafe { std::ptr::read(items) };
+        free_block(g, r, flags);
+        for &c in items.as_slice() {
+            decref(g, c);
+        }
+        return;
+    }
+    // SAFETY: as above; the whole body is read out exactly once.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
     release_body(g, body);
@@ -339,7 +352,7 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
 fn release_body(g: Gil<'_>, body: Body) {
     match body {
         Body::Tuple(items) | Body::List(items) => {
-            for c in items {
+            for &c in items.as_slice() {
                 decref(g, c);
             }
         }
@@ -454,25 +467,25 @@ fn free_obj(g: Gil<'_>, r: Raw) {
 /// or from such an object. The caller resets `refs` to 0 after reading it.
 fn deduce(objs: &[Raw], hold: usize, uid: u64) {
     for &r in objs {
-        gc_head(r).refs.set(((head(r).refcnt.get() - hold) << REFS_SHIFT) | REFS_COLLECTING);
+        head(r).refs.set(refs_start(head(r).refcnt.get() - hold));
     }
     for &r in objs {
         traverse(r, uid, &mut |c| {
             if has_flag(c, FLAG_GC) {
-                let p = gc_head(c).refs.get();
+                let p = head(c).refs.get();
                 if p & REFS_COLLECTING != 0 {
-                    gc_head(c).refs.set(p - (1 << REFS_SHIFT));
+                    head(c).refs.set(refs_dec(p));
                 }
             }
         });
     }
-    let mut stack: Vec<Raw> = objs.iter().copied().filter(|&r| gc_head(r).refs.get() >> REFS_SHIFT > 0).collect();
+    let mut stack: Vec<Raw> = objs.iter().copied().filter(|&r| head(r).refs.get() >> REFS_SHIFT > 0).collect();
     while let Some(r) = stack.pop() {
         traverse(r, uid, &mut |c| {
             if has_flag(c, FLAG_GC) {
-                let p = gc_head(c).refs.get();
+                let p = head(c).refs.get();
                 if p & REFS_COLLECTING != 0 && p >> REFS_SHIFT == 0 {
-                    gc_head(c).refs.set((1 << REFS_SHIFT) | REFS_COLLECTING);
+                    head(c).refs.set((1 << REFS_SHIFT) | REFS_COLLECTING);
                     stack.push(c);
                 }
             }
@@ -481,7 +494,7 @@ fn deduce(objs: &[Raw], hold: usize, uid: u64) {
 }
 
 fn refs(r: Raw) -> usize {
-    gc_head(r).refs.get() >> REFS_SHIFT
+    (head(r).refs.get() >> REFS_SHIFT) as usize
 }
 
 // ----- the collection passes ---------------------------------------------------------
@@ -493,23 +506,22 @@ fn refs(r: Raw) -> usize {
 /// generation's tag among the candidates.
 fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
     for &r in cands {
-        let gh = gc_head(r);
-        if gh.refs.get() & REFS_COLLECTING == 0 {
-            gh.refs.set((head(r).refcnt.get() << REFS_SHIFT) | REFS_COLLECTING);
+        let h = head(r);
+        if h.refs.get() & REFS_COLLECTING == 0 {
+            h.refs.set(refs_start(h.refcnt.get()));
         }
         traverse(r, uid, &mut |c| {
             let h = head(c);
             if h.flags.get() & FLAG_GC == 0 {
                 return;
             }
-            let ch = gc_head(c);
-            let p = ch.refs.get();
+            let p = h.refs.get();
             if p & REFS_COLLECTING != 0 {
-                ch.refs.set(p - (1 << REFS_SHIFT));
+                h.refs.set(refs_dec(p));
             } else {
-                let tag = ch.slot.get() & ((1 << SLOT_SHIFT) - 1);
+                let tag = gc_head(c).slot.get() & ((1 << SLOT_SHIFT) - 1);
                 if tag != 0 && tag <= max_tag {
-                    ch.refs.set(((h.refcnt.get() - 1) << REFS_SHIFT) | REFS_COLLECTING);
+                    h.refs.set(refs_dec(refs_start(h.refcnt.get())));
                 }
             }
         });
@@ -537,14 +549,12 @@ fn mark_and_partition(
     tag: usize,
 ) -> (usize, bool) {
     let visit = |c: Raw, stack: &mut Vec<Raw>| {
-        if has_flag(c, FLAG_GC) {
-            let ch = gc_head(c);
-            let p = ch.refs.get();
-            if p & (REFS_COLLECTING | REFS_REACHABLE) == REFS_COLLECTING {
-                ch.refs.set(p | REFS_REACHABLE);
-                if ch.slot.get() == TAG_DETACHED {
-                    stack.push(c);
-                }
+        let h = head(c);
+        let p = h.refs.get();
+        if p & (REFS_COLLECTING | REFS_REACHABLE) == REFS_COLLECTING {
+            h.refs.set(p | REFS_REACHABLE);
+            if gc_head(c).slot.get() == TAG_DETACHED {
+                stack.push(c);
             }
         }
     };
@@ -552,17 +562,17 @@ fn mark_and_partition(
     for i in 0..cands.len() {
         let r = cands[i];
         let gh = gc_head(r);
-        let p = gh.refs.get();
+        let h = head(r);
+        let p = h.refs.get();
         if p & REFS_REACHABLE == 0 && p >> REFS_SHIFT == 0 {
             gh.slot.set(TAG_DETACHED);
-            let h = head(r);
             h.refcnt.set(h.refcnt.get() + 1);
             special |= h.flags.get() & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0;
             tentative.push(r);
             continue;
         }
         // Done with it: no longer a candidate for later visits.
-        gh.refs.set(0);
+        h.refs.set(0);
         gh.slot.set(((base + kept) << SLOT_SHIFT) | tag);
         cands[kept] = r;
         kept += 1;
@@ -642,7 +652,7 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             for &r in &tentative {
                 let h = head(r);
                 h.refcnt.set(h.refcnt.get() - 1);
-                gc_head(r).refs.set(0);
+                head(r).refs.set(0);
                 s.track(r, target);
             }
         });
@@ -660,9 +670,8 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         let mut rescued = Vec::new();
         st(g, |s| {
             for &r in &tentative {
-                let gh = gc_head(r);
-                let p = gh.refs.get();
-                gh.refs.set(0);
+                let p = head(r).refs.get();
+                head(r).refs.set(0);
                 if p & REFS_REACHABLE != 0 {
                     s.track(r, target);
                     rescued.push(r);
@@ -717,9 +726,8 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
     let mut taken = Vec::new();
     let mut collected = 0;
     for &r in tentative {
-        let gh = gc_head(r);
-        let p = gh.refs.get();
-        gh.refs.set(0);
+        let p = head(r).refs.get();
+        head(r).refs.set(0);
         if p & REFS_REACHABLE != 0 {
             // Tracked first: releasing our hold may free it (a garbage
             // object freed earlier in this loop may have held it).
@@ -736,7 +744,7 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
                     Body::List(items) | Body::Tuple(items) => std::mem::take(items),
                     _ => Items::new(),
                 };
-                for c in items {
+                for &c in items.as_slice() {
                     decref(g, c);
                 }
             }
@@ -826,7 +834,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
     st(g, |s| {
         for &r in &unreachable {
             let alive = !ok || refs(r) > 0;
-            gc_head(r).refs.set(0);
+            head(r).refs.set(0);
             if alive {
                 set_flag(r, FLAG_UNREACHABLE, false);
                 s.track(r, GEN2);
@@ -908,7 +916,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
         }
         for &r in &all {
             gc_head(r).slot.set(0);
-            gc_head(r).refs.set(0);
+            head(r).refs.set(0);
             incref(r);
         }
         (all, std::mem::take(&mut s.garbage))

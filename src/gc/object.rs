@@ -45,18 +45,13 @@ pub(crate) const FLAG_LEGACY_MARK: u32 = 32;
 /// object): the collector and the deallocator take their careful paths.
 pub(crate) const FLAG_SPECIAL: u32 = 64;
 
-/// Items of a tuple or list: up to two inline (no separate allocation, and
-/// traversal stays in the object's cache line), more on the system heap.
-pub(crate) type Items = smallvec::SmallVec<[Raw; 2]>;
+pub(crate) use super::items::Items;
 
-/// The two-word header before every tracked object (CPython's `PyGC_Head`).
-///
-/// * `slot`: where the object is tracked: `index << SLOT_SHIFT | tag`, the tag
-///   being its generation + 1 (`TAG_GEN0..=TAG_PERMANENT`, the index its
-///   position in that generation's table), `TAG_DETACHED` while a collection
-///   holds it outside the tables, and 0 when it is not tracked.
-/// * `refs`: 0 between collections; during one, `gc_refs << REFS_SHIFT |
-///   REFS_COLLECTING` (plus `REFS_REACHABLE` once found reachable).
+/// The one-word header before every tracked object (CPython's `PyGC_Head`,
+/// minus the links): where the object is tracked, `index << SLOT_SHIFT |
+/// tag`, the tag being its generation + 1 (`1..=4`, the index its position
+/// in that generation's table), `TAG_DETACHED` while a collection holds it
+/// outside the tables, and 0 when it is not tracked.
 ///
 /// Generations are tables of pointers rather than CPython's linked lists: a
 /// pass over a table issues its loads independently (the processor overlaps
@@ -64,15 +59,40 @@ pub(crate) type Items = smallvec::SmallVec<[Raw; 2]>;
 #[repr(C)]
 pub(crate) struct GcHead {
     pub(crate) slot: Cell<usize>,
-    pub(crate) refs: Cell<usize>,
 }
 
-/// `refs` bit: found reachable in the running collection.
-pub(crate) const REFS_REACHABLE: usize = 1;
-/// `refs` bit: the object is a candidate of the running collection.
-pub(crate) const REFS_COLLECTING: usize = 2;
+/// `ObjHead::refs` bit: found reachable in the running collection.
+pub(crate) const REFS_REACHABLE: u32 = 1;
+/// `ObjHead::refs` bit: the object is a candidate of the running collection.
+pub(crate) const REFS_COLLECTING: u32 = 2;
+/// `ObjHead::refs` bit: its refcount did not fit the count; it is treated as
+/// referenced from outside (conservative: such an object is never found
+/// unreachable by a collection).
+const REFS_HUGE: u32 = 4;
 /// `gc_refs` is stored in `refs` shifted by this much.
-pub(crate) const REFS_SHIFT: usize = 2;
+pub(crate) const REFS_SHIFT: u32 = 3;
+const REFS_MAX: usize = (u32::MAX >> REFS_SHIFT) as usize;
+
+/// The `refs` word of a new candidate whose references number `refcnt`.
+#[inline(always)]
+pub(crate) fn refs_start(refcnt: usize) -> u32 {
+    if refcnt <= REFS_MAX {
+        ((refcnt as u32) << REFS_SHIFT) | REFS_COLLECTING
+    } else {
+        ((REFS_MAX as u32) << REFS_SHIFT) | REFS_COLLECTING | REFS_HUGE
+    }
+}
+
+/// One internal reference less (never below zero; a huge count stays).
+#[inline(always)]
+pub(crate) fn refs_dec(p: u32) -> u32 {
+    if p >> REFS_SHIFT != 0 && p & REFS_HUGE == 0 {
+        p - (1 << REFS_SHIFT)
+    } else {
+        p
+    }
+}
+
 /// `slot` tag bits.
 pub(crate) const SLOT_SHIFT: usize = 3;
 /// `slot` tag: held by a running collection, in no table.
@@ -85,6 +105,11 @@ pub(crate) const GC_HEAD_SIZE: usize = size_of::<GcHead>();
 pub(crate) struct ObjHead {
     pub(crate) refcnt: Cell<usize>,
     pub(crate) flags: Cell<u32>,
+    /// 0 between collections; during one (tracked objects only),
+    /// `gc_refs << REFS_SHIFT | REFS_COLLECTING`, plus `REFS_REACHABLE` once
+    /// found reachable. It sits in what would be padding: a tracked list is
+    /// 48 bytes (slot 8, header 16, body 24).
+    pub(crate) refs: Cell<u32>,
     pub(crate) body: UnsafeCell<Body>,
 }
 
@@ -362,7 +387,7 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
     // SAFETY: no reference into this body is alive (shared borrows above
     // ended), and nothing below runs user code.
     match unsafe { body_mut(r) } {
-        Body::Tuple(items) | Body::List(items) => out.extend(items.drain(..)),
+        Body::Tuple(items) | Body::List(items) => out.extend(std::mem::take(items)),
         Body::Dict(d) => d.take_all(out),
         Body::Instance(inst) => {
             inst.dict.take_all(out);
@@ -1170,5 +1195,17 @@ impl Function {
     #[allow(dead_code)]
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn a_small_list_is_one_48_byte_block() {
+        assert_eq!(size_of::<GcHead>(), 8);
+        assert_eq!(size_of::<Body>(), 24);
+        assert_eq!(size_of::<ObjHead>(), 40);
     }
 }

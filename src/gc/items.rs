@@ -1,0 +1,210 @@
+//! [`Items`]: the item vector of a tuple or list, 16 bytes with one item
+//! inline (so a small container is one 48-byte block and the collector's
+//! traversal stays in its cache line), more in a buffer of the system heap.
+
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+
+use super::object::Raw;
+
+/// Capacity of the inline form (the item lives in the `data` word).
+const INLINE: u32 = 1;
+
+/// A vector of object pointers: `cap <= INLINE` keeps the one item in `data`
+/// itself; otherwise `data` points to a buffer of `cap` pointers (from a
+/// `Vec<Raw>`, freed on drop). The items are not owned references by
+/// themselves: the body that holds an `Items` releases them.
+pub(crate) struct Items {
+    data: usize,
+    len: u32,
+    cap: u32,
+    _raw: PhantomData<Raw>,
+}
+
+impl Default for Items {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Items {
+    /// Empty, no allocation.
+    pub(crate) const fn new() -> Self {
+        Items { data: 0, len: 0, cap: INLINE, _raw: PhantomData }
+    }
+
+    #[inline(always)]
+    fn is_inline(&self) -> bool {
+        self.cap <= INLINE
+    }
+
+    #[inline(always)]
+    fn ptr(&self) -> *const Raw {
+        if self.is_inline() {
+            (&self.data as *const usize).cast::<Raw>()
+        } else {
+            self.data as *const Raw
+        }
+    }
+
+    #[inline(always)]
+    fn ptr_mut(&mut self) -> *mut Raw {
+        if self.is_inline() {
+            (&mut self.data as *mut usize).cast::<Raw>()
+        } else {
+            self.data as *mut Raw
+        }
+    }
+
+    /// The items.
+    #[inline(always)]
+    pub(crate) fn as_slice(&self) -> &[Raw] {
+        // SAFETY: the first `len` slots (inline word or buffer) are
+        // initialized `Raw`s (a non-null pointer, the size of the word).
+        unsafe { std::slice::from_raw_parts(self.ptr(), self.len as usize) }
+    }
+
+    /// The items, mutable.
+    #[inline(always)]
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [Raw] {
+        let len = self.len as usize;
+        // SAFETY: as in `as_slice`, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr_mut(), len) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, Raw> {
+        self.as_slice().iter()
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Option<&Raw> {
+        self.as_slice().get(i)
+    }
+
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut Raw> {
+        self.as_mut_slice().get_mut(i)
+    }
+
+    /// Appends; panics only if the length would pass `u32::MAX` (4 billion
+    /// items, 32 GiB of pointers) or the system allocator fails.
+    pub(crate) fn push(&mut self, r: Raw) {
+        if self.len == self.cap {
+            self.grow();
+        }
+        let len = self.len as usize;
+        // SAFETY: `len < cap` after `grow`: the slot is inside the inline
+        // word or the buffer.
+        unsafe { self.ptr_mut().add(len).write(r) };
+        self.len += 1;
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Raw> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: the slot at the old last index is initialized.
+        Some(unsafe { self.ptr().add(self.len as usize).read() })
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let cap = (self.cap as usize * 2).max(4);
+        let cap32 = u32::try_from(cap).expect("a list of more than 4 billion items");
+        let mut buf: Box<[MaybeUninit<Raw>]> = Box::new_uninit_slice(cap);
+        for (dst, &src) in buf.iter_mut().zip(self.as_slice()) {
+            dst.write(src);
+        }
+        self.free_buffer();
+        self.data = Box::into_raw(buf).cast::<Raw>() as usize;
+        self.cap = cap32;
+    }
+
+    fn free_buffer(&mut self) {
+        if !self.is_inline() {
+            let slice = std::ptr::slice_from_raw_parts_mut(self.data as *mut MaybeUninit<Raw>, self.cap as usize);
+            // SAFETY: `data`/`cap` came from `Box::into_raw` of a boxed slice
+            // of exactly `cap` elements (`grow`); its items need no drop.
+            drop(unsafe { Box::from_raw(slice) });
+            self.data = 0;
+            self.cap = INLINE;
+        }
+    }
+}
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        self.free_buffer();
+    }
+}
+
+impl FromIterator<Raw> for Items {
+    fn from_iter<I: IntoIterator<Item = Raw>>(iter: I) -> Self {
+        let mut items = Items::new();
+        for r in iter {
+            items.push(r);
+        }
+        items
+    }
+}
+
+/// By-value iteration (the items are copied out; the buffer is freed at the end).
+pub(crate) struct IntoIter {
+    items: Items,
+    pos: u32,
+}
+
+impl Iterator for IntoIter {
+    type Item = Raw;
+    fn next(&mut self) -> Option<Raw> {
+        let r = self.items.as_slice().get(self.pos as usize).copied();
+        self.pos += u32::from(r.is_some());
+        r
+    }
+}
+
+impl IntoIterator for Items {
+    type Item = Raw;
+    type IntoIter = IntoIter;
+    fn into_iter(self) -> IntoIter {
+        IntoIter { items: self, pos: 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ptr::NonNull;
+
+    fn raw(i: usize) -> Raw {
+        NonNull::new((i * 16 + 16) as *mut super::super::object::ObjHead).unwrap()
+    }
+
+    #[test]
+    fn inline_then_heap_then_back() {
+        assert_eq!(std::mem::size_of::<Items>(), 16);
+        let mut v = Items::new();
+        assert!(v.is_empty());
+        v.push(raw(0));
+        assert!(v.is_inline());
+        for i in 1..100 {
+            v.push(raw(i));
+        }
+        assert_eq!(v.len(), 100);
+        assert_eq!(v.as_slice().iter().map(|r| r.as_ptr() as usize).collect::<Vec<_>>(), (0..100).map(|i| i * 16 + 16).collect::<Vec<_>>());
+        *v.get_mut(5).unwrap() = raw(7);
+        assert_eq!(*v.get(5).unwrap(), raw(7));
+        assert_eq!(v.pop(), Some(raw(99)));
+        let all: Vec<Raw> = v.into_iter().collect();
+        assert_eq!(all.len(), 99);
+        let w: Items = (0..1).map(raw).collect();
+        assert_eq!(w.into_iter().count(), 1);
+    }
+}
