@@ -198,7 +198,10 @@ mod tests {
             v.push(raw(i));
         }
         assert_eq!(v.len(), 100);
-        assert_eq!(v.as_slice().iter().map(|r| r.as_ptr() as usize).collect::<Vec<_>>(), (0..100).map(|i| i * 16 + 16).collect::<Vec<_>>());
+        assert_eq!(
+            v.as_slice().iter().map(|r| r.as_ptr() as usize).collect::<Vec<_>>(),
+            (0..100).map(|i| i * 16 + 16).collect::<Vec<_>>()
+        );
         *v.get_mut(5).unwrap() = raw(7);
         assert_eq!(*v.get(5).unwrap(), raw(7));
         assert_eq!(v.pop(), Some(raw(99)));

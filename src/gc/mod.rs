@@ -204,7 +204,12 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result
     // GcHead (16 bytes) and ObjHead fit, followed by `data.len()` bytes.
     let raw = unsafe {
         let p = base.as_ptr().add(off).cast::<ObjHead>();
-        p.write(ObjHead { refcnt: 1.into(), flags: flags.into(), refs: 0.into(), body: std::cell::UnsafeCell::new(body) });
+        p.write(ObjHead {
+            refcnt: 1.into(),
+            flags: flags.into(),
+            refs: 0.into(),
+            body: std::cell::UnsafeCell::new(body),
+        });
         std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>().add(std::mem::size_of::<ObjHead>()), data.len());
         if gc {
             base.as_ptr().cast::<GcHead>().write(GcHead { slot: 0.into() });
