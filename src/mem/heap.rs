@@ -80,10 +80,12 @@ struct PoolHeader {
     /// Index of the arena slot.
     arena: u32,
     /// The free fast path leaves for `free_slow` when a free makes
-    /// `ref_count` drop from this value: 1 (the pool empties), or 0 (never)
-    /// while the pool is its class's `cached` pool, which stays as it is
-    /// when it empties. Kept equal to `(cached[szidx] != pool) as u32`.
-    empties_at: u32,
+    /// `ref_count` drop from this value: `maxblocks` while the pool is full
+    /// (and on no list), else 1 (the pool empties), or 0 (never) while the
+    /// pool is its class's `cached` pool, which stays as it is when it
+    /// empties. One compare covers both reasons to leave. Kept equal to
+    /// `HeapState::slow_at_for(pool)`.
+    slow_at: u32,
     /// Bit `g` set iff a live block starts at granule `g`.
     live: [u64; LIVE_WORDS],
 }
@@ -450,6 +452,7 @@ impl HeapState {
             (*pool).ref_count = rc;
             if rc == (*pool).maxblocks {
                 self.unlink(pool); // full
+                (*pool).slow_at = rc;
             }
             set_live(pool, bp as usize & POOL_MASK);
             NonNull::new_unchecked(bp)
@@ -549,8 +552,8 @@ impl HeapState {
             let rc = (*pool).ref_count;
             (*pool).ref_count = rc - 1;
             // Was full, or emptied (the class's cached pool stays as it is:
-            // its `empties_at` is 0, which a live block's free never hits).
-            if rc == (*pool).maxblocks || rc == (*pool).empties_at {
+            // its `slow_at` is then 0, which a live block's free never hits).
+            if rc == (*pool).slow_at {
                 self.free_slow(pool);
             }
         }
@@ -570,6 +573,7 @@ impl HeapState {
             if ref_count(pool) + 1 == (*pool).maxblocks {
                 // It has a free block again: front of its class's list (LRU-like).
                 self.link_front(pool);
+                (*pool).slow_at = self.slow_at_for(pool);
             }
             if ref_count(pool) == 0 {
                 self.pool_emptied(pool);
@@ -646,22 +650,37 @@ impl HeapState {
         }
     }
 
-    /// Makes `pool` the class's cached pool, keeping `empties_at` of it and of
+    /// The `slow_at` that `pool` must have (see `PoolHeader::slow_at`).
+    ///
+    /// # Safety
+    /// `pool` is an in-use pool of this heap.
+    unsafe fn slow_at_for(&self, pool: *mut PoolHeader) -> u32 {
+        // SAFETY: caller: an initialized header.
+        unsafe {
+            if (*pool).ref_count == (*pool).maxblocks {
+                (*pool).maxblocks
+            } else {
+                u32::from(self.cached[(*pool).szidx as usize] != pool)
+            }
+        }
+    }
+
+    /// Makes `pool` the class's cached pool, keeping `slow_at` of it and of
     /// the pool it replaces in step.
     ///
     /// # Safety
     /// `pool` is an in-use pool of class `c` of this heap.
     unsafe fn set_cached(&mut self, c: usize, pool: *mut PoolHeader) {
         let old = self.cached[c];
+        self.cached[c] = pool;
         // SAFETY: `cached` entries are in-use pools of mapped arenas (entries
         // are cleared before their pool is returned); `pool` is one (caller).
         unsafe {
             if !old.is_null() {
-                (*old).empties_at = 1;
+                (*old).slow_at = self.slow_at_for(old);
             }
-            (*pool).empties_at = 0;
+            (*pool).slow_at = self.slow_at_for(pool);
         }
-        self.cached[c] = pool;
     }
 
     /// Arena `a` holds no live block, only cached empty pools: it becomes the
@@ -709,17 +728,18 @@ impl HeapState {
         let (lo, hi) = (arena.base() as usize, arena.base() as usize + arena.size());
         let mut list = [ptr::null_mut::<PoolHeader>(); NUM_SIZE_CLASSES];
         let mut n = 0;
-        for q in self.cached.iter_mut() {
-            if !q.is_null() && (lo..hi).contains(&(*q as usize)) {
+        for c in 0..NUM_SIZE_CLASSES {
+            let q = self.cached[c];
+            if !q.is_null() && (lo..hi).contains(&(q as usize)) {
+                self.cached[c] = ptr::null_mut();
                 // SAFETY: a cached entry is an in-use pool of a mapped arena.
                 unsafe {
-                    if ref_count(*q) == 0 {
-                        list[n] = *q;
+                    if ref_count(q) == 0 {
+                        list[n] = q;
                         n += 1;
                     }
-                    (**q).empties_at = 1;
+                    (*q).slow_at = self.slow_at_for(q);
                 }
-                *q = ptr::null_mut();
             }
         }
         // Collected first: the last return may unmap the arena.
@@ -745,7 +765,7 @@ impl HeapState {
             // list (it has free blocks); entries of other classes are in other
             // pools, so returning this one cannot unmap theirs while they are in use.
             unsafe {
-                (*q).empties_at = 1;
+                (*q).slow_at = self.slow_at_for(q);
                 if ref_count(q) == 0 {
                     self.unlink(q);
                     self.return_pool(q);
@@ -908,7 +928,7 @@ impl HeapState {
             ptr::addr_of_mut!((*pool).ref_count).write(0);
             ptr::addr_of_mut!((*pool).arena).write(a);
             ptr::addr_of_mut!((*pool).index).write(i as u16);
-            ptr::addr_of_mut!((*pool).empties_at).write(1);
+            ptr::addr_of_mut!((*pool).slow_at).write(1);
             debug_assert!((*pool).live.iter().all(|&w| w == 0));
             self.link_front(pool);
             Some(self.take_block(pool))
@@ -1116,11 +1136,12 @@ impl HeapState {
         unsafe {
             let w = ptr::addr_of_mut!((*pool).live).cast::<u64>().add(g >> 6);
             let v = *w;
-            // Bit test, then flip it (known set): `bt` + `btc` on x86-64.
-            if (v >> (g & 63)) & 1 == 0 {
+            // Clear the bit; unchanged means it was not set (`btr` on x86-64).
+            let cleared = v & !(1u64 << (g & 63));
+            if cleared == v {
                 return false;
             }
-            *w = v ^ (1u64 << (g & 63));
+            *w = cleared;
             self.push_free(pool, bp);
         }
         true
