@@ -65,9 +65,14 @@ struct PoolHeader {
     /// Links of the class's `used` list.
     next: *mut PoolHeader,
     prev: *mut PoolHeader,
-    /// Live blocks; the pool is full (and on no list) iff it equals `maxblocks`.
-    ref_count: u32,
-    _pad: u32,
+    /// Live blocks minus `slow_at` (wrapping): the frees left before one
+    /// must take the slow path. A free decrements it and leaves the fast path
+    /// when it borrows (it was 0: the live count was `slow_at`), so the fast
+    /// path's only test is the flag of the `sub`. See `ref_count`.
+    fast_frees: u32,
+    /// `maxblocks - slow_at`: the value of `fast_frees` at which the pool is
+    /// full.
+    full_at: u32,
     /// Blocks that fit in the pool.
     maxblocks: u32,
     /// Size class, and index of the pool inside its arena.
@@ -79,12 +84,13 @@ struct PoolHeader {
     maxnextoffset: u32,
     /// Index of the arena slot.
     arena: u32,
-    /// The free fast path leaves for `free_slow` when a free makes
-    /// `ref_count` drop from this value: `maxblocks` while the pool is full
-    /// (and on no list), else 1 (the pool empties), or 0 (never) while the
-    /// pool is its class's `cached` pool, which stays as it is when it
-    /// empties. One compare covers both reasons to leave. Kept equal to
-    /// `HeapState::slow_at_for(pool)`.
+    /// The free fast path leaves for `free_slow` when a free makes the live
+    /// count drop from this value: `maxblocks` while the pool is full (and
+    /// on no list), else 1 (the pool empties), or 0 (never) while the pool
+    /// is its class's `cached` pool, which stays as it is when it empties.
+    /// One test covers both reasons to leave. Kept equal to
+    /// `HeapState::slow_at_for(pool)`; changed only by `set_slow_at`, which
+    /// keeps `fast_frees` and `full_at` in step.
     slow_at: u32,
     /// Bit `g` set iff a live block starts at granule `g`.
     live: [u64; LIVE_WORDS],
@@ -448,11 +454,11 @@ impl HeapState {
                 bp = self.refill(pool);
             }
             (*pool).freeblock = *bp.cast::<*mut u8>();
-            let rc = (*pool).ref_count + 1;
-            (*pool).ref_count = rc;
-            if rc == (*pool).maxblocks {
+            let k = (*pool).fast_frees.wrapping_add(1);
+            (*pool).fast_frees = k;
+            if k == (*pool).full_at {
                 self.unlink(pool); // full
-                (*pool).slow_at = rc;
+                set_slow_at(pool, (*pool).maxblocks);
             }
             set_live(pool, bp as usize & POOL_MASK);
             NonNull::new_unchecked(bp)
@@ -549,11 +555,12 @@ impl HeapState {
         unsafe {
             *bp.cast::<*mut u8>() = (*pool).local_free;
             (*pool).local_free = bp;
-            let rc = (*pool).ref_count;
-            (*pool).ref_count = rc - 1;
-            // Was full, or emptied (the class's cached pool stays as it is:
-            // its `slow_at` is then 0, which a live block's free never hits).
-            if rc == (*pool).slow_at {
+            // The live count was `slow_at` (it was full, or it emptied; the
+            // class's cached pool stays as it is: its `slow_at` is then 0,
+            // which a live block's free never hits): `sub` + `jb` on x86-64.
+            let (k, borrow) = (*pool).fast_frees.overflowing_sub(1);
+            (*pool).fast_frees = k;
+            if borrow {
                 self.free_slow(pool);
             }
         }
@@ -573,7 +580,7 @@ impl HeapState {
             if ref_count(pool) + 1 == (*pool).maxblocks {
                 // It has a free block again: front of its class's list (LRU-like).
                 self.link_front(pool);
-                (*pool).slow_at = self.slow_at_for(pool);
+                set_slow_at(pool, self.slow_at_for(pool));
             }
             if ref_count(pool) == 0 {
                 self.pool_emptied(pool);
@@ -657,7 +664,7 @@ impl HeapState {
     unsafe fn slow_at_for(&self, pool: *mut PoolHeader) -> u32 {
         // SAFETY: caller: an initialized header.
         unsafe {
-            if (*pool).ref_count == (*pool).maxblocks {
+            if ref_count(pool) == (*pool).maxblocks {
                 (*pool).maxblocks
             } else {
                 u32::from(self.cached[(*pool).szidx as usize] != pool)
@@ -677,9 +684,9 @@ impl HeapState {
         // are cleared before their pool is returned); `pool` is one (caller).
         unsafe {
             if !old.is_null() {
-                (*old).slow_at = self.slow_at_for(old);
+                set_slow_at(old, self.slow_at_for(old));
             }
-            (*pool).slow_at = self.slow_at_for(pool);
+            set_slow_at(pool, self.slow_at_for(pool));
         }
     }
 
@@ -738,7 +745,7 @@ impl HeapState {
                         list[n] = q;
                         n += 1;
                     }
-                    (*q).slow_at = self.slow_at_for(q);
+                    set_slow_at(q, self.slow_at_for(q));
                 }
             }
         }
@@ -765,7 +772,7 @@ impl HeapState {
             // list (it has free blocks); entries of other classes are in other
             // pools, so returning this one cannot unmap theirs while they are in use.
             unsafe {
-                (*q).slow_at = self.slow_at_for(q);
+                set_slow_at(q, self.slow_at_for(q));
                 if ref_count(q) == 0 {
                     self.unlink(q);
                     self.return_pool(q);
@@ -925,10 +932,12 @@ impl HeapState {
                 ptr::addr_of_mut!((*pool).nextoffset).write(POOL_HEADER_SIZE as u32);
                 ptr::addr_of_mut!((*pool).maxnextoffset).write((POOL_SIZE - size) as u32);
             }
-            ptr::addr_of_mut!((*pool).ref_count).write(0);
+            // No live block, `slow_at` 1.
+            ptr::addr_of_mut!((*pool).slow_at).write(1);
+            ptr::addr_of_mut!((*pool).fast_frees).write(u32::MAX);
+            ptr::addr_of_mut!((*pool).full_at).write(blocks_per_pool(c) as u32 - 1);
             ptr::addr_of_mut!((*pool).arena).write(a);
             ptr::addr_of_mut!((*pool).index).write(i as u16);
-            ptr::addr_of_mut!((*pool).slow_at).write(1);
             debug_assert!((*pool).live.iter().all(|&w| w == 0));
             self.link_front(pool);
             Some(self.take_block(pool))
@@ -1338,7 +1347,22 @@ pub(crate) unsafe fn small_block_size(bp: *const u8) -> usize {
 #[inline(always)]
 unsafe fn ref_count(pool: *const PoolHeader) -> u32 {
     // SAFETY: caller.
-    unsafe { (*pool).ref_count }
+    unsafe { (*pool).fast_frees.wrapping_add((*pool).slow_at) }
+}
+
+/// Sets `slow_at`, keeping the live count (and so `fast_frees`, `full_at`).
+///
+/// # Safety
+/// `pool` is an initialized in-use pool header; `v <= maxblocks`.
+#[inline]
+unsafe fn set_slow_at(pool: *mut PoolHeader, v: u32) {
+    // SAFETY: caller.
+    unsafe {
+        let rc = ref_count(pool);
+        (*pool).slow_at = v;
+        (*pool).fast_frees = rc.wrapping_sub(v);
+        (*pool).full_at = (*pool).maxblocks - v;
+    }
 }
 
 /// Whether `size` is served by pools.
