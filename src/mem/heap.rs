@@ -6,11 +6,14 @@
 //!
 //! Invariants (checked by the property tests in `tests/mem_props.rs`):
 //!
-//! * `used[c]` is a doubly linked list of the pools of class `c` that have a
-//!   free block (`ref_count < maxblocks`); full pools are on no list. A pool with
-//!   `ref_count == 0` is on the list only as `cached[c]`, the one empty pool a
-//!   class keeps so that an alloc/free pair on a quiet heap does not carve and
-//!   return a pool every time.
+//! * `used[c]` is a doubly linked list of pools of class `c`. Every pool of
+//!   the class with a free block is on it; a full pool leaves it when an
+//!   allocation finds it full (so the allocation fast path has no fullness
+//!   test), and then has `slow_at == maxblocks`, which brings its next free to
+//!   the slow path to link it back. A pool with no live block is on the list
+//!   only as `cached[c]`, the one empty pool a class keeps so that an
+//!   alloc/free pair on a quiet heap does not carve and return a pool every
+//!   time.
 //! * A pool's `live` bitmap has a bit set exactly where a live block starts.
 //!   Ownership checks read only that metadata, never a block's contents.
 //! * An arena is in bucket `nfree` (its number of pools not in use) when
@@ -70,9 +73,7 @@ struct PoolHeader {
     /// when it borrows (it was 0: the live count was `slow_at`), so the fast
     /// path's only test is the flag of the `sub`. See `ref_count`.
     fast_frees: u32,
-    /// `maxblocks - slow_at`: the value of `fast_frees` at which the pool is
-    /// full.
-    full_at: u32,
+    _pad: u32,
     /// Blocks that fit in the pool.
     maxblocks: u32,
     /// Size class, and index of the pool inside its arena.
@@ -85,12 +86,11 @@ struct PoolHeader {
     /// Index of the arena slot.
     arena: u32,
     /// The free fast path leaves for `free_slow` when a free makes the live
-    /// count drop from this value: `maxblocks` while the pool is full (and
-    /// on no list), else 1 (the pool empties), or 0 (never) while the pool
-    /// is its class's `cached` pool, which stays as it is when it empties.
-    /// One test covers both reasons to leave. Kept equal to
-    /// `HeapState::slow_at_for(pool)`; changed only by `set_slow_at`, which
-    /// keeps `fast_frees` and `full_at` in step.
+    /// count drop from this value: `maxblocks` while the pool is on no list
+    /// (an allocation found it full), else 1 (the pool empties), or 0
+    /// (never) while the pool is its class's `cached` pool, which stays as it
+    /// is when it empties. One test covers both reasons to leave. Changed
+    /// only by `set_slow_at`, which keeps `fast_frees` in step.
     slow_at: u32,
     /// Bit `g` set iff a live block starts at granule `g`.
     live: [u64; LIVE_WORDS],
@@ -435,42 +435,71 @@ impl HeapState {
         if pool.is_null() {
             return None;
         }
-        // SAFETY: a pool on a `used` list is an in-use pool of a mapped arena
-        // of this heap with a free block.
-        Some(unsafe { self.take_block(pool) })
+        // A pool on a `used` list is an in-use pool of a mapped arena of this
+        // heap; blocks on its `freeblock` list are free blocks of that pool
+        // whose first word holds the next one or null (written by us).
+        // SAFETY: by the facts above, reading `freeblock` and popping it are
+        // accesses to the heap's own metadata and free blocks.
+        unsafe {
+            let bp = (*pool).freeblock;
+            if bp.is_null() {
+                return self.alloc_refill(c);
+            }
+            Some(pop_block(pool, bp))
+        }
     }
 
+    /// The first pool of class `c` has an empty `freeblock`: refill it from
+    /// its other free list or by carving; a pool with neither is full and
+    /// leaves the list (then the next one is tried). `None`: no pool of the
+    /// class has a free block.
+    #[cold]
+    #[inline(never)]
+    fn alloc_refill(&mut self, c: usize) -> Option<NonNull<u8>> {
+        loop {
+            let pool = self.used[c];
+            if pool.is_null() {
+                return None;
+            }
+            // SAFETY: a pool on a `used` list is an in-use pool of a mapped
+            // arena of this heap.
+            unsafe {
+                let mut bp = (*pool).freeblock;
+                if bp.is_null() {
+                    bp = self.refill(pool);
+                }
+                if !bp.is_null() {
+                    return Some(pop_block(pool, bp));
+                }
+                // Full: off the list until a free gives it a block back.
+                debug_assert_eq!(ref_count(pool), (*pool).maxblocks);
+                self.unlink(pool);
+                set_slow_at(pool, (*pool).maxblocks);
+            }
+        }
+    }
+
+    /// Allocates from a pool known to have a free block.
+    ///
     /// # Safety
-    /// `pool` is on its class's `used` list.
-    #[inline(always)]
+    /// `pool` is an in-use pool of this heap with a free block.
     unsafe fn take_block(&mut self, pool: *mut PoolHeader) -> NonNull<u8> {
-        // SAFETY: `pool` points at an initialized header inside a mapped arena
-        // (caller); blocks on `freeblock` are free blocks of that pool whose
-        // first word holds the next one or null (written by us). A pool on
-        // the list has a free block, so `refill` finds one.
+        // SAFETY: caller; `refill` finds the free block.
         unsafe {
             let mut bp = (*pool).freeblock;
             if bp.is_null() {
                 bp = self.refill(pool);
             }
-            (*pool).freeblock = *bp.cast::<*mut u8>();
-            let k = (*pool).fast_frees.wrapping_add(1);
-            (*pool).fast_frees = k;
-            if k == (*pool).full_at {
-                self.unlink(pool); // full
-                set_slow_at(pool, (*pool).maxblocks);
-            }
-            set_live(pool, bp as usize & POOL_MASK);
-            NonNull::new_unchecked(bp)
+            pop_block(pool, bp)
         }
     }
 
     /// `freeblock` ran dry: take the blocks freed since, or carve new ones up
     /// to the end of the current OS page (so untouched pages stay untouched).
-    /// Returns the new `freeblock`.
+    /// Returns the new `freeblock`, or null if the pool is full.
     ///
     /// # Safety
-    /// `pool` is an in-use pool of this heap with a free block.
+    /// `pool` is an in-use pool of this heap with an empty `freeblock`.
     #[inline(never)]
     unsafe fn refill(&mut self, pool: *mut PoolHeader) -> *mut u8 {
         // SAFETY: caller; carving stays within `maxnextoffset`, inside the pool.
@@ -483,7 +512,9 @@ impl HeapState {
             }
             let size = class_size((*pool).szidx as usize);
             let first = (*pool).nextoffset as usize;
-            debug_assert!(first <= (*pool).maxnextoffset as usize, "refill of a full pool");
+            if first > (*pool).maxnextoffset as usize {
+                return ptr::null_mut(); // every block is live
+            }
             let page_end = (first | (CARVE_PAGE - 1)) + 1;
             // The blocks from `first` up to the end of the page (at least one).
             let mut n = 1;
@@ -577,10 +608,10 @@ impl HeapState {
             if ref_count(pool) == 0 && self.cached[(*pool).szidx as usize] == pool {
                 return; // the class's cached pool emptied again: keep it as is
             }
-            if ref_count(pool) + 1 == (*pool).maxblocks {
+            if (*pool).slow_at == (*pool).maxblocks {
                 // It has a free block again: front of its class's list (LRU-like).
                 self.link_front(pool);
-                set_slow_at(pool, self.slow_at_for(pool));
+                set_slow_at(pool, self.listed_slow_at(pool));
             }
             if ref_count(pool) == 0 {
                 self.pool_emptied(pool);
@@ -664,12 +695,21 @@ impl HeapState {
     unsafe fn slow_at_for(&self, pool: *mut PoolHeader) -> u32 {
         // SAFETY: caller: an initialized header.
         unsafe {
-            if ref_count(pool) == (*pool).maxblocks {
-                (*pool).maxblocks
+            if (*pool).slow_at == (*pool).maxblocks {
+                (*pool).maxblocks // on no list: stays so
             } else {
-                u32::from(self.cached[(*pool).szidx as usize] != pool)
+                self.listed_slow_at(pool)
             }
         }
+    }
+
+    /// The `slow_at` of `pool` while it is on its class's list.
+    ///
+    /// # Safety
+    /// `pool` is an in-use pool of this heap.
+    unsafe fn listed_slow_at(&self, pool: *mut PoolHeader) -> u32 {
+        // SAFETY: caller: an initialized header.
+        u32::from(self.cached[unsafe { (*pool).szidx } as usize] != pool)
     }
 
     /// Makes `pool` the class's cached pool, keeping `slow_at` of it and of
@@ -935,7 +975,6 @@ impl HeapState {
             // No live block, `slow_at` 1.
             ptr::addr_of_mut!((*pool).slow_at).write(1);
             ptr::addr_of_mut!((*pool).fast_frees).write(u32::MAX);
-            ptr::addr_of_mut!((*pool).full_at).write(blocks_per_pool(c) as u32 - 1);
             ptr::addr_of_mut!((*pool).arena).write(a);
             ptr::addr_of_mut!((*pool).index).write(i as u16);
             debug_assert!((*pool).live.iter().all(|&w| w == 0));
@@ -1350,10 +1389,10 @@ unsafe fn ref_count(pool: *const PoolHeader) -> u32 {
     unsafe { (*pool).fast_frees.wrapping_add((*pool).slow_at) }
 }
 
-/// Sets `slow_at`, keeping the live count (and so `fast_frees`, `full_at`).
+/// Sets `slow_at`, keeping the live count (and so `fast_frees` in step).
 ///
 /// # Safety
-/// `pool` is an initialized in-use pool header; `v <= maxblocks`.
+/// `pool` is an initialized in-use pool header.
 #[inline]
 unsafe fn set_slow_at(pool: *mut PoolHeader, v: u32) {
     // SAFETY: caller.
@@ -1361,7 +1400,22 @@ unsafe fn set_slow_at(pool: *mut PoolHeader, v: u32) {
         let rc = ref_count(pool);
         (*pool).slow_at = v;
         (*pool).fast_frees = rc.wrapping_sub(v);
-        (*pool).full_at = (*pool).maxblocks - v;
+    }
+}
+
+/// Hands out `bp`, the head of `pool`'s `freeblock` list.
+///
+/// # Safety
+/// `pool` is an in-use pool of this heap and `bp` the (non-null) head of its
+/// `freeblock` list.
+#[inline(always)]
+unsafe fn pop_block(pool: *mut PoolHeader, bp: *mut u8) -> NonNull<u8> {
+    // SAFETY: caller: a free block's first word links the next one.
+    unsafe {
+        (*pool).freeblock = *bp.cast::<*mut u8>();
+        (*pool).fast_frees = (*pool).fast_frees.wrapping_add(1);
+        set_live(pool, bp as usize & POOL_MASK);
+        NonNull::new_unchecked(bp)
     }
 }
 
