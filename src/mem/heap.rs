@@ -11,16 +11,21 @@
 //!   allocation finds it full (so the allocation fast path has no fullness
 //!   test), and then has `slow_at == maxblocks`, which brings its next free to
 //!   the slow path to link it back. A pool with no live block is on the list
-//!   only as `cached[c]`, the one empty pool a class keeps so that an
-//!   alloc/free pair on a quiet heap does not carve and return a pool every
-//!   time.
+//!   only while it is kept: as `cached[c]`, the one empty pool a class keeps
+//!   so that an alloc/free pair on a quiet heap does not carve and return a
+//!   pool every time, or in `recent`, the last `RECENT_POOLS` pools emptied
+//!   beyond that (any class), so that a batch filling and emptying a few
+//!   pools does not return and re-take them every time. Kept pools have
+//!   `slow_at == 0` (their emptying costs nothing) unless off the list.
 //! * A pool's `live` bitmap has a bit set exactly where a live block starts.
 //!   Ownership checks read only that metadata, never a block's contents.
 //! * An arena is in bucket `nfree` (its number of pools not in use) when
 //!   `nfree >= 1`; new pools come from the lowest non-empty bucket, so the
 //!   fullest arenas are used first and the emptiest drain.
 //! * At most one arena with no live block is kept (`spare`): wholly free, or
-//!   holding only cached empty pools. Any other arena that drains is unmapped.
+//!   holding only kept empty pools. Any other arena that drains (checked when
+//!   one of its pools empties and is kept or returned) is unmapped, its kept
+//!   pools returned first.
 
 use std::alloc::Layout;
 use std::collections::HashMap;
@@ -46,6 +51,10 @@ const LIVE_WORDS: usize = POOL_SIZE / ALIGNMENT / 64;
 const INUSE_WORDS: usize = MAX_POOLS_PER_ARENA / 64;
 /// Bytes of a pool covered by one word of the live bitmap.
 const LIVE_WORD_SPAN: usize = 64 * ALIGNMENT;
+/// Empty pools kept beyond one per class (see `HeapState::recent`): a batch
+/// that fills and empties a few pools of one class then does not give them
+/// back and take them again each time. At most 4 × 16 KiB per heap.
+const RECENT_POOLS: usize = 4;
 /// Carving stops at this boundary (the smallest OS page), so a pool's pages
 /// are touched only as its blocks are used.
 const CARVE_PAGE: usize = 4096;
@@ -310,6 +319,11 @@ pub(crate) struct HeapState {
     used: [*mut PoolHeader; NUM_SIZE_CLASSES],
     /// The empty pool each class keeps (may be stale: then `ref_count > 0`).
     cached: [*mut PoolHeader; NUM_SIZE_CLASSES],
+    /// More empty pools kept (any class) once their class keeps one: the
+    /// most recently emptied, oldest replaced first (`recent_next`). Like
+    /// `cached`, an entry may be stale (in use again).
+    recent: [*mut PoolHeader; RECENT_POOLS],
+    recent_next: usize,
     arenas: Vec<ArenaSlot>,
     free_slots: Vec<u32>,
     /// Heads of the bucket lists, indexed by `nfree` (0 unused).
@@ -363,6 +377,8 @@ impl HeapState {
             uid,
             used: [ptr::null_mut(); NUM_SIZE_CLASSES],
             cached: [ptr::null_mut(); NUM_SIZE_CLASSES],
+            recent: [ptr::null_mut(); RECENT_POOLS],
+            recent_next: 0,
             arenas: Vec::new(),
             free_slots: Vec::new(),
             bucket_head: Vec::new(),
@@ -605,7 +621,7 @@ impl HeapState {
     unsafe fn free_slow(&mut self, pool: *mut PoolHeader) {
         // SAFETY: caller.
         unsafe {
-            if ref_count(pool) == 0 && self.cached[(*pool).szidx as usize] == pool {
+            if ref_count(pool) == 0 && self.is_cached(pool) {
                 return; // the class's cached pool emptied again: keep it as is
             }
             if (*pool).slow_at == (*pool).maxblocks {
@@ -665,23 +681,26 @@ impl HeapState {
         // arenas (entries are cleared before their pool is returned).
         unsafe {
             let c = (*pool).szidx as usize;
+            if self.is_cached(pool) {
+                return; // a kept pool emptied again: keep it as is
+            }
             let q = self.cached[c];
-            if q == pool {
-                return; // the class's cached pool emptied again: keep it
-            }
-            let a = (*pool).arena;
             if !q.is_null() && ref_count(q) == 0 {
-                // The class already keeps an empty pool: give this one back.
-                self.unlink(pool);
-                self.return_pool(pool);
-                // Its arena may now hold nothing but cached pools.
-                let slot = &self.arenas[a as usize];
-                if slot.arena.is_some() && slot.nfree != self.npools && !self.arena_has_live_pools(a) {
-                    self.arena_drained(a);
+                // The class already keeps an empty pool: keep this one among
+                // the recent ones, giving back the oldest of those first.
+                let k = self.recent_next;
+                self.recent_next = (k + 1) % RECENT_POOLS;
+                let old = std::mem::replace(&mut self.recent[k], ptr::null_mut());
+                if !old.is_null() {
+                    self.uncache(old);
                 }
-                return;
+                self.recent[k] = pool;
+                set_slow_at(pool, self.slow_at_for(pool));
+            } else {
+                self.set_cached(c, pool);
             }
-            self.set_cached(c, pool);
+            // Its arena may now hold nothing but kept empty pools.
+            let a = (*pool).arena;
             if !self.arena_has_live_pools(a) {
                 self.arena_drained(a);
             }
@@ -709,7 +728,39 @@ impl HeapState {
     /// `pool` is an in-use pool of this heap.
     unsafe fn listed_slow_at(&self, pool: *mut PoolHeader) -> u32 {
         // SAFETY: caller: an initialized header.
-        u32::from(self.cached[unsafe { (*pool).szidx } as usize] != pool)
+        // SAFETY: caller.
+        u32::from(!unsafe { self.is_cached(pool) })
+    }
+
+    /// Whether `pool` is kept (its class's cached pool, or a recent one).
+    ///
+    /// # Safety
+    /// `pool` is an in-use pool of this heap.
+    unsafe fn is_cached(&self, pool: *mut PoolHeader) -> bool {
+        // SAFETY: caller: an initialized header.
+        self.cached[unsafe { (*pool).szidx } as usize] == pool || self.recent.contains(&pool)
+    }
+
+    /// `pool`, just taken out of `cached` or `recent`, is no longer kept: give
+    /// it back if it is empty (then its arena may have drained).
+    ///
+    /// # Safety
+    /// `pool` is an in-use pool of this heap, in neither `cached` nor `recent`.
+    unsafe fn uncache(&mut self, pool: *mut PoolHeader) {
+        // SAFETY: caller: an in-use pool of a mapped arena; an empty pool is
+        // on its list (it has free blocks).
+        unsafe {
+            set_slow_at(pool, self.slow_at_for(pool));
+            if ref_count(pool) == 0 {
+                let a = (*pool).arena;
+                self.unlink(pool);
+                self.return_pool(pool);
+                let slot = &self.arenas[a as usize];
+                if slot.arena.is_some() && slot.nfree != self.npools && !self.arena_has_live_pools(a) {
+                    self.arena_drained(a);
+                }
+            }
+        }
     }
 
     /// Makes `pool` the class's cached pool, keeping `slow_at` of it and of
@@ -773,12 +824,13 @@ impl HeapState {
     fn flush_cached_in(&mut self, a: u32) {
         let Some(arena) = &self.arenas[a as usize].arena else { return };
         let (lo, hi) = (arena.base() as usize, arena.base() as usize + arena.size());
-        let mut list = [ptr::null_mut::<PoolHeader>(); NUM_SIZE_CLASSES];
+        let mut list = [ptr::null_mut::<PoolHeader>(); NUM_SIZE_CLASSES + RECENT_POOLS];
         let mut n = 0;
-        for c in 0..NUM_SIZE_CLASSES {
-            let q = self.cached[c];
+        for e in 0..NUM_SIZE_CLASSES + RECENT_POOLS {
+            let entry = if e < NUM_SIZE_CLASSES { &mut self.cached[e] } else { &mut self.recent[e - NUM_SIZE_CLASSES] };
+            let q = *entry;
             if !q.is_null() && (lo..hi).contains(&(q as usize)) {
-                self.cached[c] = ptr::null_mut();
+                *entry = ptr::null_mut();
                 // SAFETY: a cached entry is an in-use pool of a mapped arena.
                 unsafe {
                     if ref_count(q) == 0 {
@@ -800,14 +852,14 @@ impl HeapState {
         }
     }
 
-    /// Returns every cached empty pool (all classes).
+    /// Returns every kept empty pool (all classes, and the recent ones).
     fn flush_all_cached(&mut self) {
-        for c in 0..NUM_SIZE_CLASSES {
-            let q = self.cached[c];
+        for e in 0..NUM_SIZE_CLASSES + RECENT_POOLS {
+            let entry = if e < NUM_SIZE_CLASSES { &mut self.cached[e] } else { &mut self.recent[e - NUM_SIZE_CLASSES] };
+            let q = std::mem::replace(entry, ptr::null_mut());
             if q.is_null() {
                 continue;
             }
-            self.cached[c] = ptr::null_mut();
             // SAFETY: a cached entry is an in-use pool of a mapped arena, on its
             // list (it has free blocks); entries of other classes are in other
             // pools, so returning this one cannot unmap theirs while they are in use.
@@ -1355,6 +1407,7 @@ impl HeapState {
         self.hot_granules = 0;
         self.used = [ptr::null_mut(); NUM_SIZE_CLASSES];
         self.cached = [ptr::null_mut(); NUM_SIZE_CLASSES];
+        self.recent = [ptr::null_mut(); RECENT_POOLS];
         for a in 0..self.arenas.len() {
             if let Some(arena) = self.arenas[a].arena.take() {
                 self.unmap(a as u32, arena);
