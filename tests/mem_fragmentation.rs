@@ -101,11 +101,15 @@ fn new_pools_come_from_the_fullest_arena() {
                     *b = None;
                 }
             };
-            empty_pool(&mut blocks, 3); // A's last pool: kept as the class's empty pool
-            empty_pool(&mut blocks, 7); // B's last pool: back to B (B has 1 free pool)
+            empty_pool(&mut blocks, 7); // B's last pool (B will have 1 free pool)
             for p in 9..12 {
-                empty_pool(&mut blocks, p); // C's last three: back to C (3 free pools)
+                empty_pool(&mut blocks, p); // C's last three (C will have 3 free pools)
             }
+            // The heap keeps those empty pools (one per class, four recent
+            // ones); trimming gives them back to their arenas, none of which
+            // is empty.
+            assert_eq!(g.memory_stats().classes[0].pools, 12);
+            assert_eq!(g.trim_memory(), 0);
             let s = g.memory_stats();
             assert_eq!(s.classes[0].pools, 12 - 4, "{s}");
             assert_eq!(s.unused_pool_bytes, 4 * POOL_SIZE);
@@ -119,7 +123,7 @@ fn new_pools_come_from_the_fullest_arena() {
             assert!(got.iter().all(|p| pools[9..12].contains(p)), "{got:x?} not in C");
             drop((b, c1, c2));
             // Drain A and C entirely: one of them is unmapped, one stays the spare.
-            for p in [0, 1, 2, 8] {
+            for p in [0, 1, 2, 3, 8] {
                 empty_pool(&mut blocks, p);
             }
             let s = g.memory_stats();
@@ -148,6 +152,36 @@ fn alloc_free_pair_on_a_quiet_heap_does_not_churn_pools_or_arenas() {
             drop(g.alloc(64).unwrap());
             let s = g.memory_stats();
             assert_eq!((s.arenas_current, s.classes[3].pools), (1, 1));
+        })
+        .unwrap();
+}
+
+#[test]
+fn a_batch_that_fills_and_empties_a_few_pools_keeps_them() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    rt.main()
+        .with_gil(|g| {
+            let per_pool = (POOL_SIZE - POOL_HEADER_SIZE) / 32;
+            let n = 2 * per_pool + 12; // three pools of 32-byte blocks
+            let mut rng = Rng(7);
+            for round in 0..50 {
+                let mut batch: Vec<_> = (0..n).map(|_| g.alloc_raw(32).unwrap().as_ptr()).collect();
+                shuffle(&mut batch, &mut rng);
+                for p in batch {
+                    // SAFETY: allocated above, freed once.
+                    unsafe { g.free_raw(p) }.unwrap();
+                }
+                let s = g.memory_stats();
+                // The three empty pools stay with the class (one as its
+                // cached pool, two as recent ones): nothing is carved,
+                // returned or unmapped again.
+                assert_eq!((s.classes[1].pools, s.small_blocks), (3, 0), "round {round}: {s}");
+                assert_eq!((s.arenas_allocated, s.arenas_reclaimed), (1, 0), "round {round}");
+            }
+            // Trimming gives them back, and the arena with them.
+            assert_eq!(g.trim_memory(), 1);
+            let s = g.memory_stats();
+            assert_eq!((s.arenas_current, s.classes[1].pools), (0, 0), "{s}");
         })
         .unwrap();
 }

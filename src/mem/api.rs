@@ -571,7 +571,8 @@ impl<'i> Gil<'i> {
     }
 
     /// Gives back every arena with no live block, the spare included, after
-    /// returning the empty pool each size class keeps (like `malloc_trim`).
+    /// returning the empty pools the heap keeps (one per size class and the
+    /// four most recently emptied) (like `malloc_trim`).
     /// Returns how many arenas were unmapped.
     pub fn trim_memory(&self) -> usize {
         self.heap().with_state(|st| st.trim())
