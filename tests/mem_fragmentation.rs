@@ -185,3 +185,36 @@ fn a_batch_that_fills_and_empties_a_few_pools_keeps_them() {
         })
         .unwrap();
 }
+
+/// A class's kept empty pool that is used again and then empties is the last
+/// pool of its arena to hold a live block: the arena drains then, and with a
+/// spare already kept it is unmapped (it used to stay mapped, unnoticed: the
+/// kept pool's frees never left the fast path).
+#[test]
+fn an_arena_drained_by_a_reused_kept_pool_is_unmapped() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let interp = rt.create(InterpreterConfig::isolated()).unwrap();
+    interp
+        .with_gil(|g| {
+            g.set_arena_size(2 * POOL_SIZE).unwrap(); // arenas of two pools
+            let x = g.alloc(48).unwrap(); // arena A, pool 0
+            let y = g.alloc(32).unwrap(); // arena A, pool 1: A is full
+            let z = g.alloc(64).unwrap(); // arena B
+            assert_eq!(g.memory_stats().arenas_current, 2);
+            drop(y); // A's pool 1 empties: kept for class 32 (A still holds x)
+            drop(z); // B holds nothing: the spare
+            let y = g.alloc(32).unwrap(); // A's kept pool serves it
+            drop(x); // A's pool 0 empties (kept for class 48); y is still live
+            assert_eq!(g.memory_stats().arenas_current, 2);
+            drop(y); // A holds no live block now: with B kept, A goes back
+            let s = g.memory_stats();
+            assert_eq!((s.small_blocks, s.arenas_current), (0, 1), "at most one arena without a live block\n{s}");
+            // Both arenas serve again.
+            let blocks: Vec<_> = (0..4).map(|k| g.alloc(16 << k).unwrap()).collect();
+            assert_eq!(g.memory_stats().small_blocks, 4);
+            drop(blocks);
+            assert_eq!(g.memory_stats().arenas_current, 1);
+        })
+        .unwrap();
+    interp.close().unwrap();
+}

@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use subinterp::{Block, Error, Gil, Interpreter, InterpreterConfig, MemoryStats, Runtime, RuntimeConfig};
+use subinterp::{Block, Error, Gil, Interpreter, InterpreterConfig, MemoryStats, Runtime, RuntimeConfig, POOL_SIZE};
 
 fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
@@ -135,6 +135,7 @@ fn check_stats(s: &MemoryStats, live: &[Entry<'_>]) -> Result<(), TestCaseError>
             + s.alignment_bytes
     );
     prop_assert!(s.arenas_current <= s.arenas_high_water);
+    prop_assert!(s.arenas_idle <= 1, "more than one arena without a live block\n{}", s);
     prop_assert_eq!(s.arenas_allocated - s.arenas_reclaimed, s.arenas_current as u64);
     Ok(())
 }
@@ -151,10 +152,20 @@ fn free_entry(g: &Gil<'_>, e: Entry<'_>) {
     }
 }
 
-fn run(interp: &Interpreter, other: &Interpreter, ops: &[Op]) -> Result<(), TestCaseError> {
+/// Arena sizes the first test draws: one, two or three pools (many arenas,
+/// so arenas drain, become the spare and go back within 80 steps), or the
+/// default 1 MiB.
+fn arena_size() -> impl Strategy<Value = Option<usize>> {
+    prop_oneof![1 => Just(Some(POOL_SIZE)), 1 => Just(Some(2 * POOL_SIZE)), 1 => Just(Some(3 * POOL_SIZE)), 2 => Just(None)]
+}
+
+fn run(interp: &Interpreter, other: &Interpreter, arena: Option<usize>, ops: &[Op]) -> Result<(), TestCaseError> {
     let other = other.clone();
     let (result, expected_leak) = interp
         .with_gil(|g| {
+            if let Some(bytes) = arena {
+                g.set_arena_size(bytes).unwrap();
+            }
             let r = (|| {
                 let mut live: Vec<Entry<'_>> = Vec::new();
                 let mut tag = 1u8;
@@ -262,10 +273,10 @@ fn run(interp: &Interpreter, other: &Interpreter, ops: &[Op]) -> Result<(), Test
 proptest! {
     #![proptest_config(config(6_000))]
     #[test]
-    fn safe_and_raw_api_against_model(ops in ops(true)) {
+    fn safe_and_raw_api_against_model(arena in arena_size(), ops in ops(true)) {
         let interp = runtime().create(InterpreterConfig::isolated()).unwrap();
         let other = runtime().main();
-        run(&interp, &other, &ops)?;
+        run(&interp, &other, arena, &ops)?;
     }
 }
 
@@ -276,7 +287,7 @@ proptest! {
         let interp = runtime().create(InterpreterConfig::isolated()).unwrap();
         let other = runtime().create(InterpreterConfig::isolated()).unwrap();
         other.with_gil(|g| drop(g.alloc(24).unwrap())).unwrap(); // give it arenas of its own
-        run(&interp, &other, &ops)?;
+        run(&interp, &other, None, &ops)?;
         other.close().unwrap();
     }
 }

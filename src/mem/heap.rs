@@ -611,9 +611,6 @@ impl HeapState {
     unsafe fn free_slow(&mut self, pool: *mut PoolHeader) {
         // SAFETY: caller.
         unsafe {
-            if ref_count(pool) == 0 && self.is_cached(pool) {
-                return; // the class's cached pool emptied again: keep it as is
-            }
             if (*pool).slow_at == (*pool).maxblocks {
                 // It has a free block again: front of its class's list (LRU-like).
                 self.link_front(pool);
@@ -671,11 +668,12 @@ impl HeapState {
         // arenas (entries are cleared before their pool is returned).
         unsafe {
             let c = (*pool).szidx as usize;
-            if self.is_cached(pool) {
-                return; // a kept pool emptied again: keep it as is
-            }
             let q = self.cached[c];
-            if !q.is_null() && ref_count(q) == 0 {
+            if self.is_cached(pool) {
+                // A kept pool, used again, emptied again: it stays as it is
+                // (outside the spare, its `slow_at` brought it here so that
+                // its arena's drain is seen).
+            } else if !q.is_null() && ref_count(q) == 0 {
                 // The class already keeps an empty pool: keep this one among
                 // the recent ones, giving back the oldest of those first.
                 let k = self.recent_next;
@@ -691,7 +689,7 @@ impl HeapState {
             }
             // Its arena may now hold nothing but kept empty pools.
             let a = (*pool).arena;
-            if !self.arena_has_live_pools(a) {
+            if a != self.spare && !self.arena_has_live_pools(a) {
                 self.arena_drained(a);
             }
         }
@@ -712,14 +710,38 @@ impl HeapState {
         }
     }
 
-    /// The `slow_at` of `pool` while it is on its class's list.
+    /// The `slow_at` of `pool` while it is on its class's list: 1 (its
+    /// emptying takes the slow path), or 0 for a kept pool of the spare
+    /// arena, whose emptying changes nothing. A kept pool elsewhere keeps 1:
+    /// it may be its arena's last pool with a live block, and that arena's
+    /// drain must be seen (`set_spare` rebiases kept pools when the spare
+    /// changes).
     ///
     /// # Safety
     /// `pool` is an in-use pool of this heap.
     unsafe fn listed_slow_at(&self, pool: *mut PoolHeader) -> u32 {
         // SAFETY: caller: an initialized header.
-        // SAFETY: caller.
-        u32::from(!unsafe { self.is_cached(pool) })
+        u32::from(!unsafe { (*pool).arena == self.spare && self.is_cached(pool) })
+    }
+
+    /// Names `new` (an arena slot or `NIL`) the spare, and rebiases the kept
+    /// pools of the old and the new spare (see `listed_slow_at`).
+    fn set_spare(&mut self, new: u32) {
+        let old = self.spare;
+        if old == new {
+            return;
+        }
+        self.spare = new;
+        for e in 0..NUM_SIZE_CLASSES + RECENT_POOLS {
+            let q = if e < NUM_SIZE_CLASSES { self.cached[e] } else { self.recent[e - NUM_SIZE_CLASSES] };
+            // SAFETY: a kept entry is an in-use pool of a mapped arena
+            // (entries are cleared before their pool is returned).
+            unsafe {
+                if !q.is_null() && ((*q).arena == old || (*q).arena == new) {
+                    set_slow_at(q, self.slow_at_for(q));
+                }
+            }
+        }
     }
 
     /// Whether `pool` is kept (its class's cached pool, or a recent one).
@@ -788,7 +810,7 @@ impl HeapState {
     /// discard and refault the same pages each time.
     fn become_spare(&mut self, a: u32) {
         if self.spare != a {
-            self.spare = a;
+            self.set_spare(a);
             self.spare_purged = false;
         }
     }
@@ -806,7 +828,7 @@ impl HeapState {
         if s != NIL && self.arenas[s as usize].arena.is_some() && !self.arena_has_live_pools(s) {
             return true;
         }
-        self.spare = NIL;
+        self.set_spare(NIL);
         false
     }
 
@@ -1064,7 +1086,7 @@ impl HeapState {
         self.unmap(a, arena);
         self.free_slots.push(a);
         if self.spare == a {
-            self.spare = NIL;
+            self.spare = NIL; // no pool of it is in use, so none is kept: nothing to rebias
         }
     }
 
@@ -1362,6 +1384,9 @@ impl HeapState {
             arenas_reclaimed: self.arenas_reclaimed,
             arenas_current: self.arenas_current,
             arenas_high_water: self.arenas_high_water,
+            arenas_idle: (0..self.arenas.len() as u32)
+                .filter(|&a| self.arenas[a as usize].arena.is_some() && !self.arena_has_live_pools(a))
+                .count(),
             classes,
             small_blocks,
             small_bytes,

@@ -46,6 +46,10 @@ pub struct MemoryStats {
     pub arenas_current: usize,
     /// Most arenas mapped at once.
     pub arenas_high_water: usize,
+    /// Arenas mapped now that hold no live block: at most one (the spare the
+    /// heap keeps so that a live set oscillating at an arena boundary does
+    /// not map and unmap it each time; `trim_memory` gives it back too).
+    pub arenas_idle: usize,
     /// Per size class, 32 entries.
     pub classes: Vec<SizeClassStats>,
     /// Live small blocks.
@@ -114,6 +118,7 @@ impl fmt::Display for MemoryStats {
         row(f, "# arenas reclaimed", self.arenas_reclaimed as usize)?;
         row(f, "# arenas highwater mark", self.arenas_high_water)?;
         row(f, "# arenas allocated current", self.arenas_current)?;
+        row(f, "# arenas with no live block", self.arenas_idle)?;
         row(
             f,
             &format!("{} arenas * {} bytes/arena", self.arenas_current, self.arena_size),
