@@ -726,13 +726,19 @@ fn settle_survivors(g: Gil<'_>, gen: usize, survivors: usize) {
 /// while a later one still refers to it and is freed by that one's clear;
 /// our hold keeps every object alive until its own turn, so nothing is
 /// touched after it is freed. Returns the number of garbage objects.
+///
+/// A garbage object whose count reaches zero was cleared at its turn (before
+/// it, our hold keeps it): it is freed here at once, without the general
+/// deallocator (nothing to release, untrack or finalize).
 fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
     let uid = uid_of(g);
     let mut taken = Vec::new();
     let mut collected = 0;
+    let mut freed = 0;
     for &r in tentative {
-        let p = head(r).refs.get();
-        head(r).refs.set(0);
+        let h = head(r);
+        let p = h.refs.get();
+        h.refs.set(0);
         if p & REFS_REACHABLE != 0 {
             // Tracked first: releasing our hold may free it (a garbage
             // object freed earlier in this loop may have held it).
@@ -741,6 +747,8 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             continue;
         }
         collected += 1;
+        // From here `r` is cleared: detached with `refs == 0`, which tells
+        // `release_cleared_aware` that it may be freed directly.
         match body(r) {
             Body::List(_) | Body::Tuple(_) => {
                 // SAFETY: no reference into the body is alive; taking the
@@ -750,19 +758,51 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
                     _ => Items::new(),
                 };
                 for &c in items.as_slice() {
-                    decref(g, c);
+                    freed += release_cleared_aware(g, c);
                 }
             }
             _ => {
                 if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
                     st(g, |s| s.errors.push(e));
                 }
-                taken.drain(..).for_each(|c| decref(g, c));
+                for c in taken.drain(..) {
+                    freed += release_cleared_aware(g, c);
+                }
             }
         }
-        decref(g, r);
+        // Our hold.
+        let rc = h.refcnt.get() - 1;
+        h.refcnt.set(rc);
+        if rc == 0 {
+            free_obj(g, r);
+            freed += 1;
+        }
     }
+    st(g, |s| s.counts[0] = s.counts[0].saturating_sub(freed));
     collected
+}
+
+/// Releases a reference taken out of a garbage object: a garbage object
+/// cleared earlier in `delete_garbage` (detached, `refs == 0`) is freed at
+/// once when this was its last reference (returns 1); anything else goes
+/// through `decref`.
+#[inline(always)]
+fn release_cleared_aware(g: Gil<'_>, c: Raw) -> usize {
+    let h = head(c);
+    let rc = h.refcnt.get() - 1;
+    if rc != 0 {
+        h.refcnt.set(rc);
+        return 0;
+    }
+    if h.flags.get() & FLAG_GC != 0 && h.refs.get() == 0 && gc_head(c).slot.get() == TAG_DETACHED {
+        h.refcnt.set(0);
+        free_obj(g, c);
+        1
+    } else {
+        h.refcnt.set(1);
+        decref(g, c);
+        0
+    }
 }
 
 /// The unreachable set when some of it has finalizers, weakrefs or legacy
