@@ -1,41 +1,81 @@
 //! [`Items`]: the item vector of a tuple or list, 16 bytes with one item
-//! inline (so a small container is one 48-byte block and the collector's
+//! inline (so a small container is one 32-byte block and the collector's
 //! traversal stays in its cache line), more in a buffer of the system heap.
+//!
+//! It carries its sequence's kind (tuple or list): the kind's byte has
+//! invalid values, where the compiler keeps the object body's variant, so a
+//! body is 16 bytes (checked in `object.rs`).
 
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 
 use super::object::Raw;
 
-/// Capacity of the inline form (the item lives in the `data` word).
-const INLINE: u32 = 1;
+/// Which sequence an [`Items`] belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SeqKind {
+    Tuple,
+    List,
+}
 
-/// A vector of object pointers: `cap <= INLINE` keeps the one item in `data`
-/// itself; otherwise `data` points to a buffer of `cap` pointers (from a
-/// `Vec<Raw>`, freed on drop). The items are not owned references by
-/// themselves: the body that holds an `Items` releases them.
+/// Largest `cap_log`: a buffer of 2^31 pointers.
+const MAX_CAP_LOG: u8 = 31;
+
+/// A vector of object pointers: capacity `1 << cap_log`; capacity 1
+/// (`cap_log == 0`) keeps the one item in `data` itself; otherwise `data`
+/// points to a buffer of that many pointers (a boxed slice, freed on drop).
+/// The items are not owned references by themselves: the body that holds an
+/// `Items` releases them.
 pub(crate) struct Items {
     data: usize,
     len: u32,
-    cap: u32,
+    cap_log: u8,
+    kind: SeqKind,
     _raw: PhantomData<Raw>,
-}
-
-impl Default for Items {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Items {
     /// Empty, no allocation.
-    pub(crate) const fn new() -> Self {
-        Items { data: 0, len: 0, cap: INLINE, _raw: PhantomData }
+    pub(crate) const fn new(kind: SeqKind) -> Self {
+        Items { data: 0, len: 0, cap_log: 0, kind, _raw: PhantomData }
+    }
+
+    /// Tuple or list.
+    #[inline(always)]
+    pub(crate) fn kind(&self) -> SeqKind {
+        self.kind
+    }
+
+    /// Whether these are a list's items.
+    #[inline(always)]
+    pub(crate) fn is_list(&self) -> bool {
+        self.kind == SeqKind::List
+    }
+
+    /// Takes the items out, leaving this empty (same kind, no buffer).
+    #[inline(always)]
+    pub(crate) fn take(&mut self) -> Items {
+        std::mem::replace(self, Items::new(self.kind))
+    }
+
+    /// Collects `iter` into new items of `kind`.
+    pub(crate) fn collect_from(kind: SeqKind, iter: impl IntoIterator<Item = Raw>) -> Items {
+        let mut items = Items::new(kind);
+        for r in iter {
+            items.push(r);
+        }
+        items
+    }
+
+    #[inline(always)]
+    fn cap(&self) -> usize {
+        1 << self.cap_log
     }
 
     #[inline(always)]
     fn is_inline(&self) -> bool {
-        self.cap <= INLINE
+        self.cap_log == 0
     }
 
     #[inline(always)]
@@ -95,7 +135,7 @@ impl Items {
     /// Appends; panics only if the length would pass `u32::MAX` (4 billion
     /// items, 32 GiB of pointers) or the system allocator fails.
     pub(crate) fn push(&mut self, r: Raw) {
-        if self.len == self.cap {
+        if self.len as usize == self.cap() {
             self.grow();
         }
         let len = self.len as usize;
@@ -116,25 +156,26 @@ impl Items {
 
     #[cold]
     fn grow(&mut self) {
-        let cap = (self.cap as usize * 2).max(4);
-        let cap32 = u32::try_from(cap).expect("a list of more than 4 billion items");
-        let mut buf: Box<[MaybeUninit<Raw>]> = Box::new_uninit_slice(cap);
+        // 1 (inline), then 4, 8, 16, ...
+        let log = if self.is_inline() { 2 } else { self.cap_log + 1 };
+        assert!(log <= MAX_CAP_LOG, "a list of more than 2^31 items");
+        let mut buf: Box<[MaybeUninit<Raw>]> = Box::new_uninit_slice(1 << log);
         for (dst, &src) in buf.iter_mut().zip(self.as_slice()) {
             dst.write(src);
         }
         self.free_buffer();
         self.data = Box::into_raw(buf).cast::<Raw>() as usize;
-        self.cap = cap32;
+        self.cap_log = log;
     }
 
     fn free_buffer(&mut self) {
         if !self.is_inline() {
-            let slice = std::ptr::slice_from_raw_parts_mut(self.data as *mut MaybeUninit<Raw>, self.cap as usize);
-            // SAFETY: `data`/`cap` came from `Box::into_raw` of a boxed slice
-            // of exactly `cap` elements (`grow`); its items need no drop.
+            let slice = std::ptr::slice_from_raw_parts_mut(self.data as *mut MaybeUninit<Raw>, self.cap());
+            // SAFETY: `data`/`cap_log` came from `Box::into_raw` of a boxed
+            // slice of exactly `cap()` elements (`grow`); its items need no drop.
             drop(unsafe { Box::from_raw(slice) });
             self.data = 0;
-            self.cap = INLINE;
+            self.cap_log = 0;
         }
     }
 }
@@ -142,16 +183,6 @@ impl Items {
 impl Drop for Items {
     fn drop(&mut self) {
         self.free_buffer();
-    }
-}
-
-impl FromIterator<Raw> for Items {
-    fn from_iter<I: IntoIterator<Item = Raw>>(iter: I) -> Self {
-        let mut items = Items::new();
-        for r in iter {
-            items.push(r);
-        }
-        items
     }
 }
 
@@ -190,7 +221,7 @@ mod tests {
     #[test]
     fn inline_then_heap_then_back() {
         assert_eq!(std::mem::size_of::<Items>(), 16);
-        let mut v = Items::new();
+        let mut v = Items::new(SeqKind::List);
         assert!(v.is_empty());
         v.push(raw(0));
         assert!(v.is_inline());
@@ -207,7 +238,8 @@ mod tests {
         assert_eq!(v.pop(), Some(raw(99)));
         let all: Vec<Raw> = v.into_iter().collect();
         assert_eq!(all.len(), 99);
-        let w: Items = (0..1).map(raw).collect();
+        let w = Items::collect_from(SeqKind::Tuple, (0..1).map(raw));
+        assert_eq!((w.kind(), w.is_inline()), (SeqKind::Tuple, true));
         assert_eq!(w.into_iter().count(), 1);
     }
 }

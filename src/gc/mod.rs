@@ -79,6 +79,9 @@ pub(crate) struct GcState {
     closing: bool,
     /// Scratch for the collector's traversals (kept to reuse its buffer).
     stack: Vec<Raw>,
+    /// Scratch for a collection's tentatively unreachable objects (kept, as
+    /// `stack`, so that collections do not allocate and fault it anew).
+    tentative: Vec<Raw>,
 }
 
 impl GcState {
@@ -95,11 +98,12 @@ impl GcState {
     fn untrack(&mut self, r: Raw) {
         let gh = gc_head(r);
         let slot = gh.slot.get();
-        let tag = slot & ((1 << SLOT_SHIFT) - 1);
+        let tag = slot & TAG_MASK;
         gh.slot.set(0);
         if tag == 0 || tag == TAG_DETACHED {
             return;
         }
+        debug_assert!(slot & SLOT_COLLECTING == 0, "a tracked object in a table has its index in `slot`");
         let v = &mut self.gens[tag - 1];
         let i = slot >> SLOT_SHIFT;
         debug_assert!(v[i] == r);
@@ -153,6 +157,7 @@ impl GcCell {
             depth: 0,
             closing: false,
             stack: Vec::new(),
+            tentative: Vec::new(),
         };
         GcCell {
             state: crate::sync::UnsafeCell::new(st),
@@ -204,12 +209,7 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result
     // GcHead (16 bytes) and ObjHead fit, followed by `data.len()` bytes.
     let raw = unsafe {
         let p = base.as_ptr().add(off).cast::<ObjHead>();
-        p.write(ObjHead {
-            refcnt: 1.into(),
-            flags: flags.into(),
-            refs: 0.into(),
-            body: std::cell::UnsafeCell::new(body),
-        });
+        p.write(ObjHead { refcnt: 1.into(), flags: flags.into(), body: std::cell::UnsafeCell::new(body) });
         std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>().add(std::mem::size_of::<ObjHead>()), data.len());
         if gc {
             base.as_ptr().cast::<GcHead>().write(GcHead { slot: 0.into() });
@@ -335,7 +335,7 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
     }
     // The common case, a tuple or list: only its items are moved out (a
     // copy of the whole body costs more, in stack traffic, than the rest).
-    if let Body::List(items) | Body::Tuple(items) = body(r) {
+    if let Body::Seq(items) = body(r) {
         // SAFETY: the object is dead (refcount zero), untracked, and nothing
         // refers to it; its items are read out exactly once, the rest of the
         // body owns nothing else, and the block is freed right after.
@@ -356,7 +356,7 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
 /// `Drop` runs last).
 fn release_body(g: Gil<'_>, body: Body) {
     match body {
-        Body::Tuple(items) | Body::List(items) => {
+        Body::Seq(items) => {
             for &c in items.as_slice() {
                 decref(g, c);
             }
@@ -467,30 +467,33 @@ fn free_obj(g: Gil<'_>, r: Raw) {
 }
 
 /// CPython's `deduce_unreachable` over `objs` (slow path: finalizers and
-/// resurrection): afterwards, `refs >> REFS_SHIFT` of each is > 0 iff it is
-/// reachable from outside (refcount minus `hold` minus internal references)
-/// or from such an object. The caller resets `refs` to 0 after reading it.
-fn deduce(objs: &[Raw], hold: usize, uid: u64) {
+/// resurrection; every object of `objs` is detached): afterwards the
+/// `gc_refs` of each (`refs_of(slot)`) is > 0 iff it is reachable from
+/// outside (refcount minus `hold` minus internal references) or from such an
+/// object. The caller sets each `slot` back to `TAG_DETACHED` after reading it.
+fn deduce(objs: &[Raw], hold: u32, uid: u64) {
     for &r in objs {
-        head(r).refs.set(refs_start(head(r).refcnt.get() - hold));
+        gc_head(r).slot.set(refs_start(head(r).refcnt.get() - hold, TAG_DETACHED));
     }
     for &r in objs {
         traverse(r, uid, &mut |c| {
             if has_flag(c, FLAG_GC) {
-                let p = head(c).refs.get();
-                if p & REFS_COLLECTING != 0 {
-                    head(c).refs.set(refs_dec(p));
+                let gh = gc_head(c);
+                let p = gh.slot.get();
+                if p & SLOT_COLLECTING != 0 {
+                    gh.slot.set(refs_dec(p));
                 }
             }
         });
     }
-    let mut stack: Vec<Raw> = objs.iter().copied().filter(|&r| head(r).refs.get() >> REFS_SHIFT > 0).collect();
+    let mut stack: Vec<Raw> = objs.iter().copied().filter(|&r| refs(r) > 0).collect();
     while let Some(r) = stack.pop() {
         traverse(r, uid, &mut |c| {
             if has_flag(c, FLAG_GC) {
-                let p = head(c).refs.get();
-                if p & REFS_COLLECTING != 0 && p >> REFS_SHIFT == 0 {
-                    head(c).refs.set((1 << REFS_SHIFT) | REFS_COLLECTING);
+                let gh = gc_head(c);
+                let p = gh.slot.get();
+                if p & SLOT_COLLECTING != 0 && refs_of(p) == 0 {
+                    gh.slot.set(refs_start(1, TAG_DETACHED));
                     stack.push(c);
                 }
             }
@@ -498,35 +501,43 @@ fn deduce(objs: &[Raw], hold: usize, uid: u64) {
     }
 }
 
+/// The `gc_refs` of a detached object during `deduce`.
 fn refs(r: Raw) -> usize {
-    (head(r).refs.get() >> REFS_SHIFT) as usize
+    let p = gc_head(r).slot.get();
+    if p & SLOT_COLLECTING != 0 {
+        refs_of(p)
+    } else {
+        0
+    }
 }
 
 // ----- the collection passes ---------------------------------------------------------
 
 /// CPython's `update_refs` and `subtract_refs` in one pass: afterwards every
 /// candidate's `gc_refs` counts the references from outside the candidates.
-/// A candidate is set up (`gc_refs = refcount`) by whichever comes first: its
-/// own turn or the first reference to it. `max_tag` is the oldest
-/// generation's tag among the candidates.
+/// A candidate is set up (`gc_refs = refcount`, `SLOT_COLLECTING`, its tag
+/// kept) by whichever comes first: its own turn or the first reference to
+/// it. `max_tag` is the oldest generation's tag among the candidates.
 fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
     for &r in cands {
-        let h = head(r);
-        if h.refs.get() & REFS_COLLECTING == 0 {
-            h.refs.set(refs_start(h.refcnt.get()));
+        let gh = gc_head(r);
+        let p = gh.slot.get();
+        if p & SLOT_COLLECTING == 0 {
+            gh.slot.set(refs_start(head(r).refcnt.get(), p & TAG_MASK));
         }
         traverse(r, uid, &mut |c| {
             let h = head(c);
             if h.flags.get() & FLAG_GC == 0 {
                 return;
             }
-            let p = h.refs.get();
-            if p & REFS_COLLECTING != 0 {
-                h.refs.set(refs_dec(p));
+            let gh = gc_head(c);
+            let p = gh.slot.get();
+            if p & SLOT_COLLECTING != 0 {
+                gh.slot.set(refs_dec(p));
             } else {
-                let tag = gc_head(c).slot.get() & ((1 << SLOT_SHIFT) - 1);
+                let tag = p & TAG_MASK;
                 if tag != 0 && tag <= max_tag {
-                    h.refs.set(refs_dec(refs_start(h.refcnt.get())));
+                    gh.slot.set(refs_dec(refs_start(h.refcnt.get(), tag)));
                 }
             }
         });
@@ -536,15 +547,16 @@ fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
 /// CPython's `move_unreachable` over a table, fused with the partition: in
 /// table order, a candidate with outside references, or already found
 /// reachable, is reachable, and its references are followed. A reference to
-/// a candidate not reached yet only marks it (`REFS_REACHABLE`: its own turn
+/// a candidate not reached yet only marks it (`SLOT_REACHABLE`: its own turn
 /// follows its references); one to a candidate already passed over as
 /// tentatively unreachable rescues it, and the references of the rescued are
 /// followed at once (explicit stack, no recursion). Reachable candidates are
 /// compacted to the front of `cands` and given their slot in the target
 /// generation (`base` + their position, `tag`); the others are held (+1),
-/// detached (`TAG_DETACHED`) and left in `tentative`, where the rescued ones
-/// carry `REFS_REACHABLE` (sorted out by the caller). Returns the number
-/// kept and whether any tentative object has a finalizer or weakrefs.
+/// detached (tag `TAG_DETACHED`, still `SLOT_COLLECTING`) and left in
+/// `tentative`, where the rescued ones carry `SLOT_REACHABLE` (sorted out by
+/// the caller). Returns the number kept and whether any tentative object has
+/// a finalizer or weakrefs.
 fn mark_and_partition(
     cands: &mut [Raw],
     stack: &mut Vec<Raw>,
@@ -554,11 +566,14 @@ fn mark_and_partition(
     tag: usize,
 ) -> (usize, bool) {
     let visit = |c: Raw, stack: &mut Vec<Raw>| {
-        let h = head(c);
-        let p = h.refs.get();
-        if p & (REFS_COLLECTING | REFS_REACHABLE) == REFS_COLLECTING {
-            h.refs.set(p | REFS_REACHABLE);
-            if gc_head(c).slot.get() == TAG_DETACHED {
+        if head(c).flags.get() & FLAG_GC == 0 {
+            return;
+        }
+        let gh = gc_head(c);
+        let p = gh.slot.get();
+        if p & (SLOT_COLLECTING | SLOT_REACHABLE) == SLOT_COLLECTING {
+            gh.slot.set(p | SLOT_REACHABLE);
+            if p & TAG_MASK == TAG_DETACHED {
                 stack.push(c);
             }
         }
@@ -568,16 +583,16 @@ fn mark_and_partition(
         let r = cands[i];
         let gh = gc_head(r);
         let h = head(r);
-        let p = h.refs.get();
-        if p & REFS_REACHABLE == 0 && p >> REFS_SHIFT == 0 {
-            gh.slot.set(TAG_DETACHED);
+        let p = gh.slot.get();
+        if p & SLOT_REACHABLE == 0 && refs_of(p) == 0 {
+            gh.slot.set((p & !TAG_MASK) | TAG_DETACHED);
+            // Not immortal: an immortal object always has outside references.
             h.refcnt.set(h.refcnt.get() + 1);
             special |= h.flags.get() & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0;
             tentative.push(r);
             continue;
         }
-        // Done with it: no longer a candidate for later visits.
-        h.refs.set(0);
+        // Done with it: its index again, so later visits pass over it.
         gh.slot.set(((base + kept) << SLOT_SHIFT) | tag);
         cands[kept] = r;
         kept += 1;
@@ -617,7 +632,7 @@ fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
 fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
     let uid = uid_of(g);
     let target = (gen + 1).min(GEN2);
-    let (mut cands, mut stack, base, debug) = st(g, |s| {
+    let (mut cands, mut stack, mut tentative, base, debug) = st(g, |s| {
         s.scheduled = false;
         if gen < GEN2 {
             s.counts[gen + 1] += 1;
@@ -634,20 +649,28 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             s.gens[i].clear();
         }
         let base = if target == gen { 0 } else { s.gens[target].len() };
-        (cands, std::mem::take(&mut s.stack), base, s.debug)
+        (cands, std::mem::take(&mut s.stack), std::mem::take(&mut s.tentative), base, s.debug)
     });
     // No user code runs from here to the end of the partition, except
     // `Trace::trace`, whose panics `traverse` catches and reports below.
     count_outside_refs(&cands, gen + 1, uid);
-    let mut tentative = Vec::new();
     let (kept, special) = mark_and_partition(&mut cands, &mut stack, &mut tentative, uid, base, target + 1);
     cands.truncate(kept);
     let panicked = take_trace_panic();
     st(g, |s| {
         if target == gen {
             s.gens[gen] = cands;
+            // A table keeps its buffer between collections (no reallocation
+            // and page faults each time), but not four times what it needs.
+            let t = &mut s.gens[gen];
+            if t.capacity() > 4 * t.len() + 4096 {
+                t.shrink_to(2 * t.len());
+            }
         } else {
             s.gens[target].extend_from_slice(&cands);
+            // The emptied generation keeps the buffer.
+            cands.clear();
+            s.gens[gen] = cands;
         }
         s.stack = stack;
     });
@@ -657,9 +680,10 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             for &r in &tentative {
                 let h = head(r);
                 h.refcnt.set(h.refcnt.get() - 1);
-                head(r).refs.set(0);
                 s.track(r, target);
             }
+            tentative.clear();
+            s.tentative = tentative;
         });
         return Err(Error::CallbackPanicked { context: "Trace::trace", message });
     }
@@ -675,9 +699,10 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         let mut rescued = Vec::new();
         st(g, |s| {
             for &r in &tentative {
-                let p = head(r).refs.get();
-                head(r).refs.set(0);
-                if p & REFS_REACHABLE != 0 {
+                let gh = gc_head(r);
+                let p = gh.slot.get();
+                gh.slot.set(TAG_DETACHED);
+                if p & SLOT_REACHABLE != 0 {
                     s.track(r, target);
                     rescued.push(r);
                 } else {
@@ -695,7 +720,9 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             handle_unreachable_slow(g, unreachable, debug)
         }
     };
+    tentative.clear();
     st(g, |s| {
+        s.tentative = tentative;
         s.stats[gen].collections += 1;
         s.stats[gen].collected += res.collected;
         s.stats[gen].uncollectable += res.uncollectable;
@@ -737,9 +764,10 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
     let mut freed = 0;
     for &r in tentative {
         let h = head(r);
-        let p = h.refs.get();
-        h.refs.set(0);
-        if p & REFS_REACHABLE != 0 {
+        let gh = gc_head(r);
+        let p = gh.slot.get();
+        gh.slot.set(TAG_DETACHED);
+        if p & SLOT_REACHABLE != 0 {
             // Tracked first: releasing our hold may free it (a garbage
             // object freed earlier in this loop may have held it).
             st(g, |s| s.track(r, target));
@@ -747,15 +775,15 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             continue;
         }
         collected += 1;
-        // From here `r` is cleared: detached with `refs == 0`, which tells
-        // `release_cleared_aware` that it may be freed directly.
+        // From here `r` is cleared: its `slot` is exactly `TAG_DETACHED`,
+        // which tells `release_cleared_aware` that it may be freed directly.
         match body(r) {
-            Body::List(_) | Body::Tuple(_) => {
+            Body::Seq(_) => {
                 // SAFETY: no reference into the body is alive; taking the
                 // items out runs no user code.
                 let items = match unsafe { body_mut(r) } {
-                    Body::List(items) | Body::Tuple(items) => std::mem::take(items),
-                    _ => Items::new(),
+                    Body::Seq(items) => items.take(),
+                    _ => unreachable!(),
                 };
                 for &c in items.as_slice() {
                     freed += release_cleared_aware(g, c);
@@ -783,23 +811,22 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
 }
 
 /// Releases a reference taken out of a garbage object: a garbage object
-/// cleared earlier in `delete_garbage` (detached, `refs == 0`) is freed at
+/// cleared earlier in `delete_garbage` (`slot == TAG_DETACHED`) is freed at
 /// once when this was its last reference (returns 1); anything else goes
 /// through `decref`.
 #[inline(always)]
 fn release_cleared_aware(g: Gil<'_>, c: Raw) -> usize {
     let h = head(c);
-    let rc = h.refcnt.get() - 1;
-    if rc != 0 {
-        h.refcnt.set(rc);
+    let rc = h.refcnt.get();
+    if rc != 1 {
+        decref(g, c); // no free: more references (or immortal)
         return 0;
     }
-    if h.flags.get() & FLAG_GC != 0 && h.refs.get() == 0 && gc_head(c).slot.get() == TAG_DETACHED {
+    if h.flags.get() & FLAG_GC != 0 && gc_head(c).slot.get() == TAG_DETACHED {
         h.refcnt.set(0);
         free_obj(g, c);
         1
     } else {
-        h.refcnt.set(1);
         decref(g, c);
         0
     }
@@ -879,7 +906,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
     st(g, |s| {
         for &r in &unreachable {
             let alive = !ok || refs(r) > 0;
-            head(r).refs.set(0);
+            gc_head(r).slot.set(TAG_DETACHED);
             if alive {
                 set_flag(r, FLAG_UNREACHABLE, false);
                 s.track(r, GEN2);
@@ -961,7 +988,6 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
         }
         for &r in &all {
             gc_head(r).slot.set(0);
-            head(r).refs.set(0);
             incref(r);
         }
         (all, std::mem::take(&mut s.garbage))

@@ -3,10 +3,14 @@
 //! Every object is one block of the interpreter's heap:
 //!
 //! ```text
-//! tracked (containers):   [ GcHead: slot, refs ][ ObjHead: refcnt, flags, body ][ inline data ]
-//! untracked (atoms):                            [ ObjHead: refcnt, flags, body ][ inline data ]
-//!                                               ^ object pointer (`Raw`)
+//! tracked (containers):   [ GcHead: slot ][ ObjHead: refcnt, flags, body ][ inline data ]
+//! untracked (atoms):                     [ ObjHead: refcnt, flags, body ][ inline data ]
+//!                                        ^ object pointer (`Raw`)
 //! ```
+//!
+//! `GcHead` is 8 bytes, `ObjHead` 24 (a 32-bit refcount, 32 bits of flags, a
+//! 16-byte body): a tracked list or tuple with up to one item is one 32-byte
+//! block, an int or float one 32-byte block (24 bytes rounded up).
 //!
 //! `str`/`bytes` keep their bytes inline, in the same block. Container
 //! contents (list items, dict tables, closures) live in `Box`/`Vec` buffers of
@@ -45,13 +49,24 @@ pub(crate) const FLAG_LEGACY_MARK: u32 = 32;
 /// object): the collector and the deallocator take their careful paths.
 pub(crate) const FLAG_SPECIAL: u32 = 64;
 
-pub(crate) use super::items::Items;
+pub(crate) use super::items::{Items, SeqKind};
 
 /// The one-word header before every tracked object (CPython's `PyGC_Head`,
-/// minus the links): where the object is tracked, `index << SLOT_SHIFT |
-/// tag`, the tag being its generation + 1 (`1..=4`, the index its position
-/// in that generation's table), `TAG_DETACHED` while a collection holds it
-/// outside the tables, and 0 when it is not tracked.
+/// minus the links). Its low three bits are a tag: 0 untracked, `gen + 1`
+/// (`1..=4`) in generation `gen`'s table, `TAG_DETACHED` while a collection
+/// holds it outside the tables. Bit 3 (`SLOT_COLLECTING`) chooses what the
+/// rest holds:
+///
+/// * clear: the object's index in its generation's table, `<< SLOT_SHIFT`;
+/// * set (a candidate of the running collection): CPython's `gc_refs`, `<<
+///   REFS_SHIFT`, and `SLOT_REACHABLE` once found reachable. The candidates
+///   are out of their tables during a collection, so their index is not
+///   needed; the partition writes it back.
+///
+/// Keeping `gc_refs` here rather than in a table beside the collection was
+/// measured: a side table of one word per candidate made full collections
+/// slower (its lines are fetched and written back beside the objects'), not
+/// faster, on the survivors loop (`docs/gc.md`).
 ///
 /// Generations are tables of pointers rather than CPython's linked lists: a
 /// pass over a table issues its loads independently (the processor overlaps
@@ -61,57 +76,68 @@ pub(crate) struct GcHead {
     pub(crate) slot: Cell<usize>,
 }
 
-/// `ObjHead::refs` bit: found reachable in the running collection.
-pub(crate) const REFS_REACHABLE: u32 = 1;
-/// `ObjHead::refs` bit: the object is a candidate of the running collection.
-pub(crate) const REFS_COLLECTING: u32 = 2;
-/// `ObjHead::refs` bit: its refcount did not fit the count; it is treated as
-/// referenced from outside (conservative: such an object is never found
-/// unreachable by a collection).
-const REFS_HUGE: u32 = 4;
-/// `gc_refs` is stored in `refs` shifted by this much.
-pub(crate) const REFS_SHIFT: u32 = 3;
-const REFS_MAX: usize = (u32::MAX >> REFS_SHIFT) as usize;
-
-/// The `refs` word of a new candidate whose references number `refcnt`.
-#[inline(always)]
-pub(crate) fn refs_start(refcnt: usize) -> u32 {
-    if refcnt <= REFS_MAX {
-        ((refcnt as u32) << REFS_SHIFT) | REFS_COLLECTING
-    } else {
-        ((REFS_MAX as u32) << REFS_SHIFT) | REFS_COLLECTING | REFS_HUGE
-    }
-}
-
-/// One internal reference less (never below zero; a huge count stays).
-#[inline(always)]
-pub(crate) fn refs_dec(p: u32) -> u32 {
-    if p >> REFS_SHIFT != 0 && p & REFS_HUGE == 0 {
-        p - (1 << REFS_SHIFT)
-    } else {
-        p
-    }
-}
-
-/// `slot` tag bits.
-pub(crate) const SLOT_SHIFT: usize = 3;
+/// `slot`'s tag bits.
+pub(crate) const TAG_MASK: usize = 7;
 /// `slot` tag: held by a running collection, in no table.
 pub(crate) const TAG_DETACHED: usize = 5;
+/// `slot` bit: the object is a candidate of the running collection (the
+/// upper bits are its `gc_refs`).
+pub(crate) const SLOT_COLLECTING: usize = 8;
+/// `slot` bit (with `SLOT_COLLECTING`): found reachable.
+pub(crate) const SLOT_REACHABLE: usize = 16;
+/// The table index is stored shifted by this much.
+pub(crate) const SLOT_SHIFT: usize = 4;
+/// `gc_refs` is stored shifted by this much.
+pub(crate) const REFS_SHIFT: usize = 5;
+
+/// The `slot` of a new candidate with tag `tag` whose references number
+/// `refcnt`.
+#[inline(always)]
+pub(crate) fn refs_start(refcnt: u32, tag: usize) -> usize {
+    ((refcnt as usize) << REFS_SHIFT) | SLOT_COLLECTING | tag
+}
+
+/// One internal reference less (never below zero: an embedder's trace that
+/// reports a reference twice must not make the count wrap).
+#[inline(always)]
+pub(crate) fn refs_dec(slot: usize) -> usize {
+    if slot >> REFS_SHIFT != 0 {
+        slot - (1 << REFS_SHIFT)
+    } else {
+        slot
+    }
+}
+
+/// The `gc_refs` of a candidate's `slot`.
+#[inline(always)]
+pub(crate) fn refs_of(slot: usize) -> usize {
+    slot >> REFS_SHIFT
+}
+
 pub(crate) const GC_HEAD_SIZE: usize = size_of::<GcHead>();
+
+/// A refcount that has reached this value stays there: the object is
+/// immortal (never freed). CPython 3.12+ saturates its 32-bit count the same
+/// way; it takes 4 billion references (32 GiB of pointers, or handles leaked
+/// with `mem::forget`) to get here.
+pub(crate) const REFCNT_IMMORTAL: u32 = u32::MAX;
 
 /// The object header: a plain refcount (the GIL serializes it), flags, and
 /// the body, whose variant is the object's type.
 #[repr(C)]
 pub(crate) struct ObjHead {
-    pub(crate) refcnt: Cell<usize>,
+    /// Saturates at `REFCNT_IMMORTAL` (see there).
+    pub(crate) refcnt: Cell<u32>,
     pub(crate) flags: Cell<u32>,
-    /// 0 between collections; during one (tracked objects only),
-    /// `gc_refs << REFS_SHIFT | REFS_COLLECTING`, plus `REFS_REACHABLE` once
-    /// found reachable. It sits in what would be padding: a tracked list is
-    /// 48 bytes (slot 8, header 16, body 24).
-    pub(crate) refs: Cell<u32>,
     pub(crate) body: UnsafeCell<Body>,
 }
+
+// A tracked list or tuple of up to one item is one 32-byte block. The body is
+// 16 bytes because the compiler keeps its variant in a niche of `Items` (the
+// kind byte); a layout change that loses this fails here, not silently.
+const _: () = assert!(size_of::<Body>() == 16);
+const _: () = assert!(size_of::<ObjHead>() == 24);
+const _: () = assert!(GC_HEAD_SIZE == 8);
 
 /// A native function: `f(gil, captured, args)`.
 pub type NativeFn = Rc<dyn for<'i> Fn(Gil<'i>, &[Obj<'i>], &[Obj<'i>]) -> Result<Obj<'i>>>;
@@ -125,14 +151,15 @@ pub(crate) enum Body {
     Str(usize),
     /// Length of the inline data.
     Bytes(usize),
-    Tuple(Items),
-    List(Items),
+    /// A tuple or a list (`Items::kind`).
+    Seq(Items),
     Dict(Box<Dict>),
     Instance(Box<Instance>),
     Function(Box<Function>),
     Weakref(Box<WeakrefBody>),
     Code(Box<Code>),
-    Custom(Box<dyn CustomObj>),
+    /// A boxed box: the outer box is thin, which keeps the body 16 bytes.
+    Custom(Box<Box<dyn CustomObj>>),
 }
 
 pub(crate) struct Instance {
@@ -291,19 +318,24 @@ pub(crate) fn set_flag(r: Raw, f: u32, on: bool) {
     h.flags.set(if on { v | f } else { v & !f });
 }
 
+/// Takes one reference (saturating: see `REFCNT_IMMORTAL`).
 #[inline(always)]
 pub(crate) fn incref(r: Raw) {
     let h = head(r);
-    h.refcnt.set(h.refcnt.get() + 1);
+    h.refcnt.set(h.refcnt.get().saturating_add(1));
 }
 
 /// Releases one reference; frees at zero (iteratively, see `super::dealloc`).
+/// An immortal object's count does not move.
 #[inline(always)]
 pub(crate) fn decref(g: Gil<'_>, r: Raw) {
     let h = head(r);
-    let c = h.refcnt.get() - 1;
-    h.refcnt.set(c);
-    if c == 0 {
+    let c = h.refcnt.get();
+    if c == REFCNT_IMMORTAL {
+        return;
+    }
+    h.refcnt.set(c - 1);
+    if c == 1 {
         super::dealloc(g, r);
     }
 }
@@ -322,8 +354,10 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
         Body::Float(_) => Kind::Float,
         Body::Str(_) => Kind::Str,
         Body::Bytes(_) => Kind::Bytes,
-        Body::Tuple(_) => Kind::Tuple,
-        Body::List(_) => Kind::List,
+        Body::Seq(items) => match items.kind() {
+            SeqKind::Tuple => Kind::Tuple,
+            SeqKind::List => Kind::List,
+        },
         Body::Dict(_) => Kind::Dict,
         Body::Instance(_) => Kind::Instance,
         Body::Function(_) => Kind::Function,
@@ -351,8 +385,7 @@ pub(crate) fn take_trace_panic() -> Option<String> {
 #[inline]
 pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
     match body(r) {
-        Body::Tuple(items) => items.iter().for_each(|&i| f(i)),
-        Body::List(items) => items.iter().for_each(|&i| f(i)),
+        Body::Seq(items) => items.iter().for_each(|&i| f(i)),
         Body::Dict(d) => d.traverse(f),
         Body::Instance(inst) => {
             inst.dict.traverse(f);
@@ -387,7 +420,7 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
     // SAFETY: no reference into this body is alive (shared borrows above
     // ended), and nothing below runs user code.
     match unsafe { body_mut(r) } {
-        Body::Tuple(items) | Body::List(items) => out.extend(std::mem::take(items)),
+        Body::Seq(items) => out.extend(items.take()),
         Body::Dict(d) => d.take_all(out),
         Body::Instance(inst) => {
             inst.dict.take_all(out);
@@ -431,7 +464,7 @@ pub(crate) fn hkey(r: Raw) -> Result<HKey> {
         }
         Body::Str(_) => HKey::Str(str_of(r).into()),
         Body::Bytes(_) => HKey::Bytes(bytes_of(r).into()),
-        Body::Tuple(items) => HKey::Tuple(items.iter().map(|&i| hkey(i)).collect::<Result<_>>()?),
+        Body::Seq(items) if !items.is_list() => HKey::Tuple(items.iter().map(|&i| hkey(i)).collect::<Result<_>>()?),
         _ => return Err(Error::TypeError { message: format!("unhashable type: '{}'", kind_of(r).name()) }),
     })
 }
@@ -570,7 +603,7 @@ impl<'i> Obj<'i> {
 
     /// The current refcount (this handle included).
     pub fn refcount(&self) -> usize {
-        head(self.raw).refcnt.get()
+        head(self.raw).refcnt.get() as usize
     }
 
     /// Whether both handles name the same object (Python's `is`).
@@ -677,8 +710,7 @@ impl<'i> Obj<'i> {
         Ok(match body(self.raw) {
             Body::Str(_) => str_of(self.raw).chars().count(),
             Body::Bytes(n) => *n,
-            Body::Tuple(t) => t.len(),
-            Body::List(l) => l.len(),
+            Body::Seq(items) => items.len(),
             Body::Dict(d) => d.len(),
             _ => return Err(self.type_error("object has no len()")),
         })
@@ -692,8 +724,7 @@ impl<'i> Obj<'i> {
     /// Item `i` of a tuple or list.
     pub fn get_item(&self, i: usize) -> Result<Obj<'i>> {
         let r = match body(self.raw) {
-            Body::Tuple(t) => t.get(i).copied().ok_or(Error::IndexError { index: i, len: t.len() })?,
-            Body::List(l) => l.get(i).copied().ok_or(Error::IndexError { index: i, len: l.len() })?,
+            Body::Seq(items) => items.get(i).copied().ok_or(Error::IndexError { index: i, len: items.len() })?,
             _ => return Err(self.type_error("indexing needs a tuple or list")),
         };
         Ok(Obj::from_raw_borrowed(r, self.g))
@@ -704,7 +735,7 @@ impl<'i> Obj<'i> {
         let r = item.clone().into_raw();
         // SAFETY: no reference into the body is alive; `push` runs no user code.
         match unsafe { body_mut(self.raw) } {
-            Body::List(l) => {
+            Body::Seq(l) if l.is_list() => {
                 l.push(r);
                 Ok(())
             }
@@ -720,7 +751,7 @@ impl<'i> Obj<'i> {
         // SAFETY: as in `list_append`; the old item is released after the
         // borrow ends.
         let old = match unsafe { body_mut(self.raw) } {
-            Body::List(l) => {
+            Body::Seq(l) if l.is_list() => {
                 let len = l.len();
                 let slot = l.get_mut(i).ok_or(Error::IndexError { index: i, len })?;
                 std::mem::replace(slot, item.clone().into_raw())
@@ -735,15 +766,17 @@ impl<'i> Obj<'i> {
     pub fn list_pop(&self) -> Result<Option<Obj<'i>>> {
         // SAFETY: as in `list_append`.
         match unsafe { body_mut(self.raw) } {
-            Body::List(l) => Ok(l.pop().map(|r| Obj::from_raw_owned(r, self.g))),
+            Body::Seq(l) if l.is_list() => Ok(l.pop().map(|r| Obj::from_raw_owned(r, self.g))),
             _ => Err(self.type_error("list_pop needs a list")),
         }
     }
 
     /// Empties a list or dict.
     pub fn clear(&self) -> Result<()> {
-        if !matches!(body(self.raw), Body::List(_) | Body::Dict(_)) {
-            return Err(self.type_error("clear needs a list or dict"));
+        match body(self.raw) {
+            Body::Seq(l) if l.is_list() => {}
+            Body::Dict(_) => {}
+            _ => return Err(self.type_error("clear needs a list or dict")),
         }
         let mut out = Vec::new();
         take_refs(self.raw, self.g.interpreter().rec.gc.uid(), &mut out);
@@ -1109,15 +1142,15 @@ impl<'i> Gil<'i> {
 
     /// A new tuple (tracked unless empty).
     pub fn tuple(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
-        let v: Items = items.iter().map(|o| o.clone().into_raw()).collect();
+        let v = Items::collect_from(SeqKind::Tuple, items.iter().map(|o| o.clone().into_raw()));
         let gc = !v.is_empty();
-        self.new_obj(Body::Tuple(v), gc, &[])
+        self.new_obj(Body::Seq(v), gc, &[])
     }
 
     /// A new list (tracked).
     pub fn list(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
-        let v: Items = items.iter().map(|o| o.clone().into_raw()).collect();
-        self.new_obj(Body::List(v), true, &[])
+        let v = Items::collect_from(SeqKind::List, items.iter().map(|o| o.clone().into_raw()));
+        self.new_obj(Body::Seq(v), true, &[])
     }
 
     /// A new empty dict (tracked).
@@ -1180,7 +1213,7 @@ impl<'i> Gil<'i> {
 
     /// A new object of an embedder type (tracked).
     pub fn new_object<T: Trace>(&self, value: T) -> Result<Obj<'i>> {
-        self.new_obj(Body::Custom(Box::new(value)), true, &[])
+        self.new_obj(Body::Custom(Box::new(Box::new(value))), true, &[])
     }
 }
 
@@ -1203,9 +1236,10 @@ mod layout_tests {
     use super::*;
 
     #[test]
-    fn a_small_list_is_one_48_byte_block() {
+    fn a_small_list_is_one_32_byte_block() {
         assert_eq!(size_of::<GcHead>(), 8);
-        assert_eq!(size_of::<Body>(), 24);
-        assert_eq!(size_of::<ObjHead>(), 40);
+        assert_eq!(size_of::<Body>(), 16);
+        assert_eq!(size_of::<ObjHead>(), 24);
+        assert_eq!(GC_HEAD_SIZE + size_of::<ObjHead>(), 32);
     }
 }
