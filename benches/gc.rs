@@ -1,9 +1,18 @@
 //! Collector benches: the heap shapes of `benches/gc_cpython.py`, so the two
-//! can be compared (run that script in the same session).
+//! can be compared.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=target-gc cargo bench --bench gc -- --warm-up-time 1 --measurement-time 3
+//! cargo bench --bench gc -- --warm-up-time 1 --measurement-time 3
+//! SUBINTERP_CPYTHON=~/.pyenv/versions/3.13.0/bin/python3 cargo bench --bench gc
 //! ```
+//!
+//! Before the criterion groups, the side-by-side table: when a CPython is
+//! found (`SUBINTERP_CPYTHON`, else `python3` on `PATH`), the script runs the
+//! same shapes in it, and this bench measures its own with the script's
+//! method (best of 5 runs; 50 for the young collections), in the same run,
+//! and prints both with their ratio and the issue's target.
+
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
@@ -24,9 +33,69 @@ fn cycles<'i>(g: Gil<'i>, n: usize, keep: bool) -> Vec<Obj<'i>> {
     kept
 }
 
+/// Best of `reps` runs of `run` after `setup` (milliseconds), as the script's `timed`.
+fn best_ms(reps: usize, mut setup: impl FnMut(), mut run: impl FnMut()) -> f64 {
+    (0..reps)
+        .map(|_| {
+            setup();
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Our figures for the four shapes, measured as the script measures them.
+fn ours(g: Gil<'_>) -> [f64; 4] {
+    g.gc_disable();
+    let garbage = best_ms(5, || drop(cycles(g, N, false)), || drop(g.gc_collect(2).unwrap()));
+    let kept = cycles(g, N, true);
+    let alive = best_ms(5, || {}, || drop(g.gc_collect(2).unwrap()));
+    g.gc_collect(2).unwrap();
+    let young_old = best_ms(50, || drop(cycles(g, 1000, false)), || drop(g.gc_collect(0).unwrap()));
+    drop(kept);
+    g.gc_collect(2).unwrap();
+    let young_empty = best_ms(50, || drop(cycles(g, 1000, false)), || drop(g.gc_collect(0).unwrap()));
+    [garbage, alive, young_old, young_empty]
+}
+
+/// Runs `benches/gc_cpython.py --json` in the CPython found, if any.
+fn cpython(args: &[&str]) -> Option<serde_json::Value> {
+    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/gc_cpython.py");
+    let out = std::process::Command::new(&python).arg(script).args(args).output().ok()?;
+    if !out.status.success() {
+        eprintln!("gc side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn side_by_side(g: Gil<'_>) {
+    let mine = ours(g);
+    let Some(py) = cpython(&["--json"]) else {
+        eprintln!("gc side by side: no CPython found (set SUBINTERP_CPYTHON); ours: {mine:.3?} ms");
+        return;
+    };
+    let version = py["python"].as_str().unwrap_or("?");
+    eprintln!("gc side by side (best of 5, young best of 50), CPython {version}:");
+    let rows = [
+        ("full_1e6_in_2cycles_all_garbage", "full_1e6_in_2cycles_all_garbage_ms", ">= 5x"),
+        ("full_1e6_in_2cycles_all_alive", "full_1e6_in_2cycles_all_alive_ms", ">= 4x"),
+        ("young_1000_with_1e6_old", "young_1000_with_1e6_old_ms", "within 20 % of the next row"),
+        ("young_1000_with_0_old", "young_1000_with_0_old_ms", ""),
+    ];
+    for ((name, key, target), ms) in rows.iter().zip(mine) {
+        let theirs = py[key].as_f64().unwrap_or(f64::NAN);
+        eprintln!("  {name:34} ours {ms:9.3} ms  CPython {theirs:9.3} ms  {:6.2}x  target {target}", theirs / ms);
+    }
+    eprintln!("  young with 1e6 old / with 0 old: {:.3}", mine[2] / mine[3]);
+}
+
 fn bench(c: &mut Criterion) {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let interp = rt.create(InterpreterConfig::isolated()).unwrap();
+    interp.with_gil(side_by_side).unwrap();
     let mut group = c.benchmark_group("gc");
     group.sample_size(10);
     interp

@@ -1,8 +1,16 @@
 """The heap shapes of benches/gc.rs in CPython, for a side-by-side ratio.
 
-    python3 benches/gc_cpython.py
+    python3 benches/gc_cpython.py            # a table
+    python3 benches/gc_cpython.py --json     # one JSON object (read by benches/gc.rs and stress gc)
+    python3 benches/gc_cpython.py --survivors --json   # only the pause-share loop
+
+benches/gc.rs and the stress scenario `gc` run this script themselves when a
+CPython is found (SUBINTERP_CPYTHON, else python3 on PATH), so that both sides
+are measured in the same run with the same method (best of 5; 50 for the
+young collections).
 """
 import gc
+import json
 import sys
 import time
 
@@ -31,29 +39,40 @@ def timed(f, reps=5):
 
 
 def main():
-    gc.disable()
+    as_json = "--json" in sys.argv
+    out = {"python": sys.version.split()[0]}
+    if "--survivors" not in sys.argv:
+        gc.disable()
 
-    def garbage():
-        cycles(N, False)
-        return lambda: gc.collect(2)
+        def garbage():
+            cycles(N, False)
+            return lambda: gc.collect(2)
 
-    print(f"python {sys.version.split()[0]}")
-    print(f"full_1e6_in_2cycles_all_garbage  {timed(garbage):9.3f} ms")
-    kept = cycles(N, True)
-    print(f"full_1e6_in_2cycles_all_alive    {timed(lambda: (lambda: gc.collect(2))):9.3f} ms")
-    gc.collect()
+        out["full_1e6_in_2cycles_all_garbage_ms"] = timed(garbage)
+        kept = cycles(N, True)
+        out["full_1e6_in_2cycles_all_alive_ms"] = timed(lambda: (lambda: gc.collect(2)))
+        gc.collect()
 
-    def young():
-        cycles(1000, False)
-        return lambda: gc.collect(0)
+        def young():
+            cycles(1000, False)
+            return lambda: gc.collect(0)
 
-    print(f"young_1000_with_1e6_old          {timed(young, 50):9.3f} ms")
-    del kept
-    gc.collect()
-    print(f"young_1000_with_0_old            {timed(young, 50):9.3f} ms")
+        out["young_1000_with_1e6_old_ms"] = timed(young, 50)
+        del kept
+        gc.collect()
+        out["young_1000_with_0_old_ms"] = timed(young, 50)
     share, longest, count, loop_ms = survivors(N)
-    print(f"survivors_1e6_pause_share_pct    {share:9.2f} %  (longest pause {longest:.3f} ms, "
-          f"{count} collections, loop {loop_ms:.1f} ms)")
+    out.update({
+        "survivors_1e6_pause_share_pct": share,
+        "survivors_1e6_pause_ms_max": longest,
+        "survivors_1e6_collections": count,
+        "survivors_1e6_loop_ms": loop_ms,
+    })
+    if as_json:
+        print(json.dumps(out))
+        return
+    for k, v in out.items():
+        print(f"{k:40} {v:>12.3f}" if isinstance(v, float) else f"{k:40} {v:>12}")
 
 
 def survivors(n):

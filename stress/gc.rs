@@ -4,10 +4,12 @@
 //! allocation and run at each checkpoint. Pauses are timed by start/stop
 //! callbacks; the loop time is the whole measured phase.
 //!
-//! Before the churn, each interpreter runs the pause-share loop:
-//! 1,000,000 new lists appended to one kept list with automatic collection
-//! on (a checkpoint after each), timing every collection (`survivors_*`
-//! keys; `benches/gc_cpython.py` runs the same loop in CPython).
+//! Before the churn, one interpreter alone (no other thread running) runs
+//! the pause-share loop: 1,000,000 new lists appended to one kept
+//! list with automatic collection on (a checkpoint after each), timing every
+//! collection (`survivors_*` keys). When a CPython is found
+//! (`SUBINTERP_CPYTHON`, else `python3` on `PATH`), `benches/gc_cpython.py`
+//! runs the same loop in it in the same run (`cpython_survivors_*` keys).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -53,7 +55,6 @@ fn survivors(g: subinterp::Gil<'_>, n: usize) -> Survivors {
 }
 
 struct Worker {
-    survivors: Survivors,
     pauses_ms: Vec<f64>,
     collected: usize,
     loop_s: f64,
@@ -64,7 +65,6 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
     let interp = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
     let w = interp
         .with_gil(|g| {
-            let surv = survivors(g, 1_000_000);
             let pauses = Rc::new(RefCell::new(Vec::new()));
             let collected = Rc::new(RefCell::new(0usize));
             let started = Rc::new(RefCell::new(None::<Instant>));
@@ -98,7 +98,7 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
             let loop_s = start.elapsed().as_secs_f64();
             let pauses_ms = pauses.borrow().clone();
             let collected = *collected.borrow();
-            Worker { survivors: surv, pauses_ms, collected, loop_s, rss_peak }
+            Worker { pauses_ms, collected, loop_s, rss_peak }
         })
         .expect("enter the interpreter");
     interp.close().expect("close");
@@ -106,8 +106,19 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
 }
 
 /// Runs the scenario with `threads` interpreters for `duration`.
+/// The pause-share loop in CPython (`benches/gc_cpython.py --survivors --json`), if one is found.
+fn cpython_survivors() -> Option<Value> {
+    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/gc_cpython.py");
+    let out = std::process::Command::new(python).args([script, "--survivors", "--json"]).output().ok()?;
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+}
+
 pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let alone = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
+    let surv = alone.with_gil(|g| survivors(g, 1_000_000)).expect("enter the interpreter");
+    alone.close().expect("close");
     let workers: Vec<Worker> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| worker(&rt, duration))).collect();
         hs.into_iter().map(|h| h.join().expect("worker panicked")).collect()
@@ -117,13 +128,20 @@ pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
     let loop_s: f64 = workers.iter().map(|w| w.loop_s).sum();
     let collected: usize = workers.iter().map(|w| w.collected).sum();
     let mut m = Map::new();
-    let mut sp: Vec<f64> = workers.iter().flat_map(|w| w.survivors.pauses_ms.iter().copied()).collect();
+    let mut sp = surv.pauses_ms;
     let s_pause: f64 = sp.iter().sum::<f64>() / 1e3;
-    let s_loop: f64 = workers.iter().map(|w| w.survivors.loop_s).sum();
     m.insert("survivors_1e6_collections".into(), Value::from(sp.len()));
-    m.insert("survivors_1e6_loop_ms".into(), Value::from(round(1e3 * s_loop / workers.len().max(1) as f64, 2)));
-    m.insert("survivors_1e6_pause_share_pct".into(), Value::from(round(100.0 * s_pause / s_loop.max(1e-9), 2)));
+    m.insert("survivors_1e6_loop_ms".into(), Value::from(round(1e3 * surv.loop_s, 2)));
+    m.insert("survivors_1e6_pause_share_pct".into(), Value::from(round(100.0 * s_pause / surv.loop_s.max(1e-9), 2)));
     m.insert("survivors_1e6_pause_ms_max".into(), Value::from(round(percentile(&mut sp, 100.0), 3)));
+    if let Some(py) = cpython_survivors() {
+        m.insert("cpython_version".into(), py["python"].clone());
+        for key in ["pause_share_pct", "pause_ms_max", "loop_ms"] {
+            let v = py[format!("survivors_1e6_{key}")].as_f64().map_or(Value::Null, |x| Value::from(round(x, 2)));
+            m.insert(format!("cpython_survivors_1e6_{key}"), v);
+        }
+        m.insert("cpython_survivors_1e6_collections".into(), py["survivors_1e6_collections"].clone());
+    }
     m.insert("collections".into(), Value::from(pauses.len()));
     m.insert("pause_ms_p50".into(), Value::from(round(percentile(&mut pauses, 50.0), 3)));
     m.insert("pause_ms_p99".into(), Value::from(round(percentile(&mut pauses, 99.0), 3)));
