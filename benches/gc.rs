@@ -45,17 +45,24 @@ fn best_ms(reps: usize, mut setup: impl FnMut(), mut run: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// A closure collecting generation `gen`.
+fn collect(g: Gil<'_>, gen: usize) -> impl FnMut() + '_ {
+    move || {
+        g.gc_collect(gen).unwrap();
+    }
+}
+
 /// Our figures for the four shapes, measured as the script measures them.
 fn ours(g: Gil<'_>) -> [f64; 4] {
     g.gc_disable();
-    let garbage = best_ms(5, || drop(cycles(g, N, false)), || drop(g.gc_collect(2).unwrap()));
+    let garbage = best_ms(5, || drop(cycles(g, N, false)), collect(g, 2));
     let kept = cycles(g, N, true);
-    let alive = best_ms(5, || {}, || drop(g.gc_collect(2).unwrap()));
+    let alive = best_ms(5, || {}, collect(g, 2));
     g.gc_collect(2).unwrap();
-    let young_old = best_ms(50, || drop(cycles(g, 1000, false)), || drop(g.gc_collect(0).unwrap()));
+    let young_old = best_ms(50, || drop(cycles(g, 1000, false)), collect(g, 0));
     drop(kept);
     g.gc_collect(2).unwrap();
-    let young_empty = best_ms(50, || drop(cycles(g, 1000, false)), || drop(g.gc_collect(0).unwrap()));
+    let young_empty = best_ms(50, || drop(cycles(g, 1000, false)), collect(g, 0));
     [garbage, alive, young_old, young_empty]
 }
 
