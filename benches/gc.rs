@@ -94,7 +94,7 @@ fn side_by_side(g: Gil<'_>) {
     ];
     for ((name, key, target), ms) in rows.iter().zip(mine) {
         let theirs = py[key].as_f64().unwrap_or(f64::NAN);
-        eprintln!("  {name:34} ours {ms:9.3} ms  CPython {theirs:9.3} ms  {:6.2}x  target {target}", theirs / ms);
+        eprintln!("  {name:34} ours {ms:10.4} ms  CPython {theirs:10.4} ms  {:6.2}x  target {target}", theirs / ms);
     }
     eprintln!("  young with 1e6 old / with 0 old: {:.3}", mine[2] / mine[3]);
 }
