@@ -82,6 +82,8 @@ pub(crate) struct GcState {
     /// Scratch for a collection's tentatively unreachable objects (kept, as
     /// `stack`, so that collections do not allocate and fault it anew).
     tentative: Vec<Raw>,
+    /// Tentative objects of the two full collections before the last one.
+    full_peaks: [usize; 2],
     /// Tracked allocations, counted to pace `prefault_old_table`.
     ticks: u32,
     /// How far the oldest generation's table has been touched past its
@@ -194,6 +196,7 @@ impl GcCell {
             closing: false,
             stack: Vec::new(),
             tentative: Vec::new(),
+            full_peaks: [0; 2],
             ticks: 0,
             old_touched: 0,
             old_buf: 0,
@@ -556,11 +559,6 @@ fn refs(r: Raw) -> usize {
 
 // ----- the collection passes ---------------------------------------------------------
 
-/// CPython's `update_refs` and `subtract_refs` in one pass: afterwards every
-/// candidate's `gc_refs` counts the references from outside the candidates.
-/// A candidate is set up (`gc_refs = refcount`, `SLOT_COLLECTING`, its tag
-/// kept) by whichever comes first: its own turn or the first reference to
-/// it. `max_tag` is the oldest generation's tag among the candidates.
 /// `traverse`, with the common case (a tuple or list) tested first: the
 /// collector's passes call it once per candidate, and a test of the kind byte
 /// costs less than the dispatch over every type.
@@ -575,6 +573,11 @@ fn traverse_fast(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
     }
 }
 
+/// CPython's `update_refs` and `subtract_refs` in one pass: afterwards every
+/// candidate's `gc_refs` counts the references from outside the candidates.
+/// A candidate is set up (`gc_refs = refcount`, `SLOT_COLLECTING`, its tag
+/// kept) by whichever comes first: its own turn or the first reference to
+/// it. `max_tag` is the oldest generation's tag among the candidates.
 fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
     for &r in cands {
         let gh = gc_head(r);
@@ -720,9 +723,8 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             // A table keeps its buffer between collections (no reallocation
             // and page faults each time), but not four times what it needs.
             let t = &mut s.gens[gen];
-            if t.capacity() > 4 * t.len() + 4096 {
-                t.shrink_to(2 * t.len());
-            }
+            let need = t.len();
+            shrink_unused(t, need);
         } else {
             s.gens[target].extend_from_slice(&cands);
             // The emptied generation keeps the buffer.
@@ -777,8 +779,18 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             handle_unreachable_slow(g, unreachable, debug)
         }
     };
+    let garbage_seen = tentative.len();
     tentative.clear();
     st(g, |s| {
+        if gen == GEN2 {
+            // Scratch for the next collections, sized by what the last three
+            // full collections needed (a burst of garbage is not kept for
+            // ever; repeated bursts do not reallocate and fault it anew).
+            let need = s.gens[GEN2].len().max(garbage_seen).max(s.full_peaks[0]).max(s.full_peaks[1]);
+            s.full_peaks = [garbage_seen, s.full_peaks[0]];
+            shrink_unused(&mut tentative, need);
+            shrink_unused(&mut s.stack, need);
+        }
         s.tentative = tentative;
         s.stats[gen].collections += 1;
         s.stats[gen].collected += res.collected;
@@ -788,6 +800,14 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         eprintln!("gc: collected {} objects, {} uncollectable (generation {gen})", res.collected, res.uncollectable);
     }
     Ok(res)
+}
+
+/// Gives back the memory of a kept buffer above twice `need` when it holds
+/// more than four times that.
+fn shrink_unused<T>(v: &mut Vec<T>, need: usize) {
+    if v.capacity() > 4 * need.max(v.len()) + 4096 {
+        v.shrink_to(2 * need.max(v.len()));
+    }
 }
 
 /// The long-lived accounting (CPython): survivors of generation 1 are
