@@ -67,10 +67,10 @@ fn ours(g: Gil<'_>) -> [f64; 4] {
 }
 
 /// Runs `benches/gc_cpython.py --json` in the CPython found, if any.
-fn cpython(args: &[&str]) -> Option<serde_json::Value> {
+fn cpython() -> Option<serde_json::Value> {
     let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/gc_cpython.py");
-    let out = std::process::Command::new(&python).arg(script).args(args).output().ok()?;
+    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
     if !out.status.success() {
         eprintln!("gc side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -80,7 +80,7 @@ fn cpython(args: &[&str]) -> Option<serde_json::Value> {
 
 fn side_by_side(g: Gil<'_>) {
     let mine = ours(g);
-    let Some(py) = cpython(&["--json"]) else {
+    let Some(py) = cpython() else {
         eprintln!("gc side by side: no CPython found (set SUBINTERP_CPYTHON); ours: {mine:.3?} ms");
         return;
     };

@@ -105,7 +105,6 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
     w
 }
 
-/// Runs the scenario with `threads` interpreters for `duration`.
 /// The pause-share loop in CPython (`benches/gc_cpython.py --survivors --json`), if one is found.
 fn cpython_survivors() -> Option<Value> {
     let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
@@ -114,6 +113,7 @@ fn cpython_survivors() -> Option<Value> {
     out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
 }
 
+/// Runs the scenario with `threads` interpreters for `duration`.
 pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let alone = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");

@@ -132,8 +132,8 @@ impl Items {
         self.as_mut_slice().get_mut(i)
     }
 
-    /// Appends; panics only if the length would pass `u32::MAX` (4 billion
-    /// items, 32 GiB of pointers) or the system allocator fails.
+    /// Appends; panics only if the length would pass 2^31 (16 GiB of
+    /// pointers) or the system allocator fails.
     pub(crate) fn push(&mut self, r: Raw) {
         if self.len as usize == self.cap() {
             self.grow();

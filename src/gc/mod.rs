@@ -854,25 +854,18 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         collected += 1;
         // From here `r` is cleared: its `slot` is exactly `TAG_DETACHED`,
         // which tells `release_cleared_aware` that it may be freed directly.
-        match body(r) {
-            Body::Seq(_) => {
-                // SAFETY: no reference into the body is alive; taking the
-                // items out runs no user code.
-                let items = match unsafe { body_mut(r) } {
-                    Body::Seq(items) => items.take(),
-                    _ => unreachable!(),
-                };
-                for &c in items.as_slice() {
-                    freed += release_cleared_aware(g, c);
-                }
+        // SAFETY: no reference into the body is alive; taking the items out
+        // runs no user code (the reference is dead before `take_refs`).
+        if let Body::Seq(items) = unsafe { body_mut(r) } {
+            for &c in items.take().as_slice() {
+                freed += release_cleared_aware(g, c);
             }
-            _ => {
-                if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-                    st(g, |s| s.errors.push(e));
-                }
-                for c in taken.drain(..) {
-                    freed += release_cleared_aware(g, c);
-                }
+        } else {
+            if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
+                st(g, |s| s.errors.push(e));
+            }
+            for c in taken.drain(..) {
+                freed += release_cleared_aware(g, c);
             }
         }
         // Our hold.

@@ -669,23 +669,24 @@ impl HeapState {
         unsafe {
             let c = (*pool).szidx as usize;
             let q = self.cached[c];
-            if self.is_cached(pool) {
-                // A kept pool, used again, emptied again: it stays as it is
-                // (outside the spare, its `slow_at` brought it here so that
-                // its arena's drain is seen).
-            } else if !q.is_null() && ref_count(q) == 0 {
-                // The class already keeps an empty pool: keep this one among
-                // the recent ones, giving back the oldest of those first.
-                let k = self.recent_next;
-                self.recent_next = (k + 1) % RECENT_POOLS;
-                let old = std::mem::replace(&mut self.recent[k], ptr::null_mut());
-                if !old.is_null() {
-                    self.uncache(old);
+            // A kept pool, used again and emptied again, stays as it is
+            // (outside the spare, its `slow_at` brought it here so that its
+            // arena's drain is seen below).
+            if !self.is_cached(pool) {
+                if !q.is_null() && ref_count(q) == 0 {
+                    // The class already keeps an empty pool: keep this one
+                    // among the recent ones, giving back the oldest first.
+                    let k = self.recent_next;
+                    self.recent_next = (k + 1) % RECENT_POOLS;
+                    let old = std::mem::replace(&mut self.recent[k], ptr::null_mut());
+                    if !old.is_null() {
+                        self.uncache(old);
+                    }
+                    self.recent[k] = pool;
+                    set_slow_at(pool, self.slow_at_for(pool));
+                } else {
+                    self.set_cached(c, pool);
                 }
-                self.recent[k] = pool;
-                set_slow_at(pool, self.slow_at_for(pool));
-            } else {
-                self.set_cached(c, pool);
             }
             // Its arena may now hold nothing but kept empty pools.
             let a = (*pool).arena;
