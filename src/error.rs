@@ -243,6 +243,17 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// Input nested deeper than the runtime follows (CPython's
+    /// `RecursionError`): e.g. a dict key of tuples nested more than
+    /// [`limit`](Error::RecursionError::limit) deep.
+    #[error("RecursionError: maximum recursion depth ({limit}) exceeded while {context}; flatten the structure")]
+    RecursionError {
+        /// The depth limit.
+        limit: usize,
+        /// What was being done.
+        context: &'static str,
+    },
+
     /// A sequence index was out of range.
     #[error("IndexError: index {index} out of range for a sequence of length {len}")]
     IndexError {

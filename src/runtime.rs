@@ -27,6 +27,11 @@ pub(crate) struct RuntimeInner {
     main_gil: Arc<RawGil>,
     /// Set once main is closed: no interpreter may be created after that.
     pub(crate) main_closed: AtomicBool,
+    /// Subinterpreters announced by `create` and not yet closed (low bits),
+    /// and `MAIN_CLOSING`: main's close has begun (or is being tried). One
+    /// word, changed only by read-modify-writes, so that a create and a
+    /// close of main always see each other (`claim_main_close`).
+    subs: AtomicU64,
     pub(crate) finalizing: AtomicBool,
     next_id: AtomicU64,
     pub(crate) counters: Counters,
@@ -35,7 +40,54 @@ pub(crate) struct RuntimeInner {
     pub(crate) modules: crate::module::RuntimeModules,
 }
 
+/// `RuntimeInner::subs` bit: main's close has been claimed.
+const MAIN_CLOSING: u64 = 1 << 63;
+
 impl RuntimeInner {
+    /// Announces a new subinterpreter; `false` (nothing changed) once main's
+    /// close has been claimed.
+    pub(crate) fn announce_sub(&self) -> bool {
+        let prev = self.subs.fetch_add(1, Ordering::SeqCst);
+        if prev & MAIN_CLOSING != 0 {
+            self.subs.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// A subinterpreter announced by `announce_sub` is gone (closed and
+    /// unlinked, or its creation undone).
+    pub(crate) fn retire_sub(&self) {
+        self.subs.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Subinterpreters announced and not yet retired.
+    pub(crate) fn live_subs(&self) -> u64 {
+        self.subs.load(Ordering::SeqCst) & !MAIN_CLOSING
+    }
+
+    /// Claims main's close: from here every create is refused. Refused (and
+    /// nothing claimed) while a subinterpreter is announced, or when another
+    /// close of main holds the claim (or main is closed).
+    pub(crate) fn claim_main_close(&self) -> Result<()> {
+        let prev = self.subs.fetch_or(MAIN_CLOSING, Ordering::SeqCst);
+        if prev & MAIN_CLOSING != 0 {
+            return Err(Error::InterpreterClosed { id: 0 });
+        }
+        let remaining = prev & !MAIN_CLOSING;
+        if remaining > 0 {
+            self.unclaim_main_close();
+            return Err(Error::MainHasSubinterpreters { remaining: remaining as usize });
+        }
+        Ok(())
+    }
+
+    /// Gives back a claim of `claim_main_close` (main's close failed before
+    /// it began).
+    pub(crate) fn unclaim_main_close(&self) {
+        self.subs.fetch_and(!MAIN_CLOSING, Ordering::SeqCst);
+    }
+
     /// The main interpreter's record, until the `Runtime` value has dropped
     /// and main has closed.
     pub(crate) fn main_record(&self) -> Option<Arc<Record>> {
@@ -110,6 +162,7 @@ impl Runtime {
             main: Mutex::new(None),
             main_gil: main_gil.clone(),
             main_closed: AtomicBool::new(false),
+            subs: AtomicU64::new(0),
             finalizing: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
@@ -156,6 +209,12 @@ impl Runtime {
         if rt.main_closed.load(Ordering::SeqCst) || rt.finalizing.load(Ordering::SeqCst) {
             return Err(Error::InterpreterClosed { id: 0 });
         }
+        // Announced before anything is made, so that a close of main racing
+        // this create either sees it (and refuses) or is seen (and this
+        // create is refused): see `RuntimeInner::claim_main_close`.
+        if !rt.announce_sub() {
+            return Err(Error::InterpreterClosed { id: 0 });
+        }
         let gil = match config.gil {
             GilMode::Own => {
                 Arc::new(RawGil::new(config.switch_interval.unwrap_or(crate::config::DEFAULT_SWITCH_INTERVAL)))
@@ -163,20 +222,20 @@ impl Runtime {
             GilMode::Shared => rt.main_gil.clone(),
         };
         let heap_owner = if config.use_main_obmalloc {
-            Some(rt.main_record().ok_or(Error::InterpreterClosed { id: 0 })?)
+            match rt.main_record() {
+                Some(main) => Some(main),
+                None => {
+                    rt.retire_sub();
+                    return Err(Error::InterpreterClosed { id: 0 });
+                }
+            }
         } else {
             None
         };
         let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
         let rec = Arc::new(Record::new(id, config, gil, heap_owner, rt.clone()));
         rt.registry.insert(rec.clone());
-        let interp = Interpreter { rec };
-        // Main closed while we were inserting: undo.
-        if rt.main_closed.load(Ordering::SeqCst) {
-            let _ = interp.close();
-            return Err(Error::InterpreterClosed { id: 0 });
-        }
-        Ok(interp)
+        Ok(Interpreter { rec })
     }
 
     /// The live interpreter with this id: wait-free, O(log n), no lock.

@@ -217,6 +217,12 @@ impl GcCell {
         self.state.with_mut(|p| f(unsafe { &mut *p }))
     }
 
+    /// Marks teardown as begun (idempotent; a close that unwound before its
+    /// teardown sets it so that no handle touches the heap afterwards).
+    pub(crate) fn mark_closing(&self) {
+        self.closing.store(true, crate::sync::Ordering::Release);
+    }
+
     /// Whether teardown has begun (objects must not be touched any more).
     pub(crate) fn is_closing(&self) -> bool {
         self.closing.load(crate::sync::Ordering::Acquire)
@@ -242,7 +248,15 @@ fn uid_of(g: Gil<'_>) -> u64 {
 pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result<Raw> {
     let off = if gc { GC_HEAD_SIZE } else { 0 };
     let size = off + std::mem::size_of::<ObjHead>() + data.len();
-    let base = g.heap().alloc(size)?;
+    let base = match g.heap().alloc(size) {
+        Ok(base) => base,
+        Err(e) => {
+            // Nothing half-made: the references the body took are released
+            // (and an embedder value dropped, behind the boundary).
+            release_body(g, body);
+            return Err(e);
+        }
+    };
     let mut flags = if gc { FLAG_GC } else { 0 };
     if size <= crate::mem::SMALL_REQUEST_THRESHOLD {
         flags |= FLAG_SMALL;
@@ -345,8 +359,16 @@ const MAX_DEALLOC_DEPTH: u32 = 48;
 /// Frees `r` (refcount zero) and everything that reaches zero with it.
 /// Nested frees recurse up to [`MAX_DEALLOC_DEPTH`], then queue; the
 /// outermost call drains the queue, so the stack stays bounded.
+///
+/// Before anything else the dying object is made invisible (see
+/// [`forget_dying`]): untracked, and a dying weakref taken off its target's
+/// list. So no collection and no weakref callback that user code runs from
+/// here on (finalizers, callbacks, embedder `Drop`s, also of other objects
+/// freed meanwhile) can find it, and an object waiting in the trash queue
+/// is seen by nothing (docs/safety.md).
 pub(crate) fn dealloc(g: Gil<'_>, r: Raw) {
     let depth = st(g, |s| {
+        forget_dying(s, r);
         if s.depth >= MAX_DEALLOC_DEPTH {
             s.trash.push(r);
             None
@@ -356,29 +378,48 @@ pub(crate) fn dealloc(g: Gil<'_>, r: Raw) {
         }
     });
     let Some(depth) = depth else { return };
+    // Restores the nesting depth even if a free unwinds (every user call
+    // below is behind `run_callback`, so only a bug of ours could).
+    struct Depth<'i>(Gil<'i>);
+    impl Drop for Depth<'_> {
+        fn drop(&mut self) {
+            st(self.0, |s| s.depth -= 1);
+        }
+    }
+    let _depth = Depth(g);
     dealloc_one(g, r);
     if depth == 1 {
         while let Some(t) = st(g, |s| s.trash.pop()) {
             dealloc_one(g, t);
         }
     }
-    st(g, |s| s.depth -= 1);
 }
 
-/// Frees one dead object and releases what it held.
+/// Makes a dying object (refcount zero) unreachable from the collector and
+/// from weakref callbacks before any user code runs: untracks it (adjusting
+/// the young count as CPython's `PyObject_GC_Del`), and takes a dying weakref
+/// off its target's list (so the target's death cannot call back with it).
+#[inline(always)]
+fn forget_dying(s: &mut GcState, r: Raw) {
+    let flags = head(r).flags.get();
+    if flags & FLAG_GC != 0 {
+        s.untrack(r);
+        s.counts[0] = s.counts[0].saturating_sub(1);
+    }
+    if flags & FLAG_SPECIAL != 0 && matches!(body(r), Body::Weakref(_)) {
+        detach_weakref(s, r);
+    }
+}
+
+/// Frees one dead object (already made invisible by [`forget_dying`]) and
+/// releases what it held.
 fn dealloc_one(g: Gil<'_>, r: Raw) {
     let flags = head(r).flags.get();
     if flags & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0 || st(g, |s| s.closing) {
         return dealloc_special(g, r);
     }
-    // No user code can run before the object is gone: untrack, move the
-    // body out, free the block, then release the references it held.
-    if flags & FLAG_GC != 0 {
-        st(g, |s| {
-            s.untrack(r);
-            s.counts[0] = s.counts[0].saturating_sub(1);
-        });
-    }
+    // No user code can run before the object is gone: move the body out,
+    // free the block, then release the references it held.
     // The common case, a tuple or list: only its items are moved out (a
     // copy of the whole body costs more, in stack traffic, than the rest).
     if let Body::Seq(items) = body(r) {
@@ -421,7 +462,7 @@ fn release_body(g: Gil<'_>, body: Body) {
         }
         Body::Function(mut f) => {
             std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
-            drop(f);
+            drop_body(g, Body::Function(f));
         }
         Body::Code(mut c) => {
             std::mem::take(&mut c.consts).into_iter().for_each(|x| decref(g, x));
@@ -434,22 +475,20 @@ fn release_body(g: Gil<'_>, body: Body) {
                 st(g, |s| s.errors.push(e));
             }
             out.into_iter().for_each(|x| decref(g, x));
-            if let Err(e) = run_callback("drop of an embedder object", || drop(c)) {
-                st(g, |s| s.errors.push(e));
-            }
+            drop_body(g, Body::Custom(c));
         }
-        Body::Weakref(_)
-        | Body::None
-        | Body::Bool(_)
-        | Body::Int(_)
-        | Body::Float(_)
-        | Body::Str(_)
-        | Body::Bytes(_) => {}
+        Body::Weakref(mut w) => {
+            // The target is not a strong reference; the callback is.
+            w.callback.take().into_iter().for_each(|c| decref(g, c));
+        }
+        Body::None | Body::Bool(_) | Body::Int(_) | Body::Float(_) | Body::Str(_) | Body::Bytes(_) => {}
     }
 }
 
 /// Frees an object whose death may run user code: finalizer (at most once,
-/// may resurrect), weakref callbacks, then clear and free.
+/// may resurrect), weakref callbacks, then clear and free. The object is
+/// already untracked and, if a weakref, detached ([`forget_dying`]): while
+/// user code runs it is reachable from nothing but this frame.
 fn dealloc_special(g: Gil<'_>, r: Raw) {
     let closing = st(g, |s| s.closing);
     if !closing && !has_flag(r, FLAG_FINALIZED) {
@@ -466,8 +505,19 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
             let rc = head(r).refcnt.get() - 1;
             head(r).refcnt.set(rc);
             if rc > 0 {
-                return; // resurrected
+                // Resurrected: tracked again (CPython's subtype_dealloc keeps
+                // a resurrected object tracked), so a cycle it is now part of
+                // is still collected.
+                if has_flag(r, FLAG_GC) {
+                    st(g, |s| {
+                        s.track(r, GEN0);
+                        s.counts[0] += 1;
+                    });
+                }
+                return;
             }
+            // The finalizer may have made it a weakref target again (a new
+            // weakref that holds no strong reference): cleared just below.
         }
     }
     let cbs = st(g, |s| clear_weakrefs_to(s, r, |_| true));
@@ -479,17 +529,23 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut kids)) {
         st(g, |s| s.errors.push(e));
     }
-    st(g, |s| {
-        if matches!(body(r), Body::Weakref(_)) {
-            detach_weakref(s, r);
-        }
-        if has_flag(r, FLAG_GC) {
-            s.untrack(r);
-            s.counts[0] = s.counts[0].saturating_sub(1);
-        }
-    });
     free_obj(g, r);
     kids.into_iter().for_each(|k| decref(g, k));
+}
+
+/// Drops a body moved out of a freed object. An embedder value's `Drop` and a
+/// native function's closure (its captures) are user code: they run behind
+/// the catch-unwind boundary, a panic reported like the other callbacks'.
+#[inline]
+fn drop_body(g: Gil<'_>, body: Body) {
+    match body {
+        Body::Custom(_) | Body::Function(_) => {
+            if let Err(e) = run_callback("drop of an embedder value", || drop(body)) {
+                st(g, |s| s.errors.push(e));
+            }
+        }
+        other => drop(other),
+    }
 }
 
 fn free_block(g: Gil<'_>, r: Raw, flags: u32) {
@@ -503,13 +559,16 @@ fn free_block(g: Gil<'_>, r: Raw, flags: u32) {
     }
 }
 
+/// Frees a dead object (refcount zero or torn down, untracked, its
+/// references taken out): the body is moved out and the block freed before
+/// the body's drop (which may run user code) runs.
 fn free_obj(g: Gil<'_>, r: Raw) {
     let flags = head(r).flags.get();
-    // SAFETY: the object is dead (refcount zero or torn down), untracked, and
-    // its references were taken out; the body is dropped once, then the
-    // block is freed.
-    unsafe { std::ptr::drop_in_place(r.as_ptr()) };
+    // SAFETY: the object is dead and nothing refers to it; its body is read
+    // out exactly once, and the block is freed right after.
+    let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
+    drop_body(g, body);
 }
 
 /// CPython's `deduce_unreachable` over `objs` (slow path: finalizers and
@@ -670,6 +729,16 @@ fn run_gc_callbacks(g: Gil<'_>, phase: GcPhase, gen: usize, res: CollectResult) 
         if let Err(e) = run_callback("gc callback", || cb(phase, gen, res)) {
             st(g, |s| s.errors.push(e));
         }
+        // The last reference if the callback was removed meanwhile: dropping
+        // the closure runs its captures' `Drop`s.
+        drop_callback(g, cb);
+    }
+}
+
+/// Drops a gc callback behind the catch-unwind boundary.
+fn drop_callback(g: Gil<'_>, cb: GcCallback) {
+    if let Err(e) = run_callback("drop of a gc callback", || drop(cb)) {
+        st(g, |s| s.errors.push(e));
     }
 }
 
@@ -677,11 +746,21 @@ fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
     if st(g, |s| std::mem::replace(&mut s.collecting, true)) {
         return Ok(CollectResult::default());
     }
+    // Clears `collecting` however the collection ends, so that a panic can
+    // never leave the collector wedged (every user call inside is caught;
+    // this is the second line).
+    struct Collecting<'i>(Gil<'i>);
+    impl Drop for Collecting<'_> {
+        fn drop(&mut self) {
+            st(self.0, |s| s.collecting = false);
+        }
+    }
+    let guard = Collecting(g);
     if callbacks {
         run_gc_callbacks(g, GcPhase::Start, gen, CollectResult::default());
     }
     let r = collect_inner(g, gen);
-    st(g, |s| s.collecting = false);
+    drop(guard);
     let res = r?;
     if callbacks {
         run_gc_callbacks(g, GcPhase::Stop, gen, res);
@@ -940,6 +1019,17 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         unreachable.retain(|&r| has_flag(r, FLAG_UNREACHABLE));
     }
 
+    // Weakrefs that are garbage themselves are cleared first, before any
+    // user code runs (CPython's handle_weakrefs): a target outside the
+    // garbage that dies while callbacks or finalizers run must not call back
+    // with (and so resurrect) a garbage weakref.
+    st(g, |s| {
+        for &r in &unreachable {
+            if has_flag(r, FLAG_SPECIAL) && matches!(body(r), Body::Weakref(_)) {
+                detach_weakref(s, r);
+            }
+        }
+    });
     // Weakref callbacks, only for weakrefs outside the garbage.
     let cbs = st(g, |s| {
         let mut all = Vec::new();
@@ -1062,10 +1152,16 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
         }
         (all, std::mem::take(&mut s.garbage))
     });
+    // From here on no user code gets a token of this interpreter: re-entry
+    // and new entries are refused (`Interpreter::enter`), `Owned::bind` and
+    // `Member` access fail (`closing`). What runs (embedder `Drop`s and
+    // clears) runs behind the catch-unwind boundary.
     garbage.into_iter().for_each(|r| decref(g, r));
     for &r in &all {
         let mut taken = Vec::new();
-        let _ = run_callback("Trace::clear", || take_refs(r, uid, &mut taken));
+        if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
+            st(g, |s| s.errors.push(e));
+        }
         st(g, |s| {
             drop(clear_weakrefs_to(s, r, |_| false));
             if matches!(body(r), Body::Weakref(_)) {
@@ -1077,12 +1173,14 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     for &r in &all {
         free_obj(g, r);
     }
-    let (errors, cbs) = st(g, |s| {
+    let cbs = st(g, |s| {
         s.weakrefs.clear();
-        (std::mem::take(&mut s.errors), std::mem::take(&mut s.callbacks))
+        std::mem::take(&mut s.callbacks)
     });
-    drop(cbs);
-    (all.len(), errors)
+    for (_, cb) in cbs {
+        drop_callback(g, cb);
+    }
+    (all.len(), st(g, |s| std::mem::take(&mut s.errors)))
 }
 
 // ----- the gc module API ------------------------------------------------------------
@@ -1203,9 +1301,15 @@ impl<'i> Gil<'i> {
     pub fn gc_remove_callback(&self, id: u64) -> bool {
         let removed = st(*self, |s| {
             let i = s.callbacks.iter().position(|(c, _)| *c == id)?;
-            Some(s.callbacks.remove(i))
+            Some(s.callbacks.remove(i).1)
         });
-        removed.is_some()
+        match removed {
+            Some(cb) => {
+                drop_callback(*self, cb);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes the errors reported by finalizers, weakref callbacks, clears and

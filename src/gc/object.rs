@@ -450,7 +450,50 @@ pub(crate) enum HKey {
     Tuple(Vec<HKey>),
 }
 
+/// How deeply tuples may nest inside a dict key (CPython's default recursion
+/// limit): deeper keys are a `RecursionError`, never a stack overflow in
+/// hashing, comparing or dropping the key.
+pub(crate) const MAX_KEY_DEPTH: usize = 1000;
+
 pub(crate) fn hkey(r: Raw) -> Result<HKey> {
+    let Some(items) = key_tuple(r) else { return hkey_atom(r) };
+    // Nested tuples are walked with an explicit stack (no recursion on the
+    // caller's structure): one frame per open tuple, its items and the keys
+    // built so far.
+    let mut stack = vec![(items.iter(), Vec::with_capacity(items.len()))];
+    loop {
+        let (iter, out) = stack.last_mut().expect("the outermost tuple is on the stack");
+        match iter.next() {
+            Some(&c) => match key_tuple(c) {
+                Some(inner) => {
+                    if stack.len() >= MAX_KEY_DEPTH {
+                        return Err(Error::RecursionError { limit: MAX_KEY_DEPTH, context: "hashing a dict key" });
+                    }
+                    stack.push((inner.iter(), Vec::with_capacity(inner.len())));
+                }
+                None => out.push(hkey_atom(c)?),
+            },
+            None => {
+                let (_, done) = stack.pop().expect("checked above");
+                let key = HKey::Tuple(done);
+                match stack.last_mut() {
+                    Some((_, parent)) => parent.push(key),
+                    None => return Ok(key),
+                }
+            }
+        }
+    }
+}
+
+/// The items of a tuple (the only nesting a key can have).
+fn key_tuple<'a>(r: Raw) -> Option<&'a Items> {
+    match body(r) {
+        Body::Seq(items) if !items.is_list() => Some(items),
+        _ => None,
+    }
+}
+
+fn hkey_atom(r: Raw) -> Result<HKey> {
     Ok(match body(r) {
         Body::None => HKey::None,
         Body::Bool(b) => HKey::Int(*b as i64),
@@ -464,7 +507,6 @@ pub(crate) fn hkey(r: Raw) -> Result<HKey> {
         }
         Body::Str(_) => HKey::Str(str_of(r).into()),
         Body::Bytes(_) => HKey::Bytes(bytes_of(r).into()),
-        Body::Seq(items) if !items.is_list() => HKey::Tuple(items.iter().map(|&i| hkey(i)).collect::<Result<_>>()?),
         _ => return Err(Error::TypeError { message: format!("unhashable type: '{}'", kind_of(r).name()) }),
     })
 }
@@ -1202,13 +1244,36 @@ impl<'i> Gil<'i> {
 
     /// A new code object named `name` with constants and `extra_slots` empty
     /// extra slots (tracked).
+    ///
+    /// Errors: [`Error::MemoryError`] when the slots would not fit in the
+    /// interpreter's memory limit (or in `isize::MAX` bytes); nothing is
+    /// allocated then.
     pub fn code(&self, name: &str, consts: &[Obj<'i>], extra_slots: usize) -> Result<Obj<'i>> {
-        let c = Code {
-            name: name.into(),
-            consts: consts.iter().map(|o| o.clone().into_raw()).collect(),
-            extra: vec![None; extra_slots],
-        };
+        let mut extra = Vec::new();
+        self.reserve_outside(&mut extra, extra_slots)?;
+        extra.resize(extra_slots, None);
+        let c = Code { name: name.into(), consts: consts.iter().map(|o| o.clone().into_raw()).collect(), extra };
         self.new_obj(Body::Code(Box::new(c)), true, &[])
+    }
+
+    /// Reserves room for `n` elements in `v`, a buffer of the system heap,
+    /// after checking the size a caller asked for: at most `isize::MAX`
+    /// bytes and within the interpreter's memory limit, else
+    /// [`Error::MemoryError`] (never an abort or a panic).
+    fn reserve_outside<T>(&self, v: &mut Vec<T>, n: usize) -> Result<()> {
+        let bytes = n.checked_mul(size_of::<T>()).filter(|&b| b <= isize::MAX as usize);
+        let stats = self.memory_stats();
+        let error = || Error::MemoryError {
+            id: self.id(),
+            requested: n.saturating_mul(size_of::<T>()),
+            in_use: stats.counted_bytes,
+            limit: stats.limit.unwrap_or(isize::MAX as usize),
+        };
+        let Some(bytes) = bytes else { return Err(error()) };
+        if stats.limit.is_some_and(|l| stats.counted_bytes.saturating_add(bytes) > l) {
+            return Err(error());
+        }
+        v.try_reserve_exact(n).map_err(|_| error())
     }
 
     /// A new object of an embedder type (tracked).

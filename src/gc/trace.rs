@@ -154,7 +154,12 @@ impl Member {
     }
 
     fn check(&self, g: Gil<'_>) -> Result<Owner> {
+        let rec = &g.interpreter().rec;
         let me = owner_of(g);
+        if rec.gc.is_closing() {
+            // The objects are being freed: no access, whichever token.
+            return Err(Error::InterpreterClosed { id: me.id });
+        }
         let owner = self.owner.get();
         if self.raw.get().is_some() && owner.uid != me.uid {
             return Err(Error::WrongInterpreter { owner: owner.id, used_with: me.id });
@@ -164,7 +169,9 @@ impl Member {
 
     /// Stores `value` (or empties the slot), releasing the previous reference
     /// under `g`. Errors: [`Error::WrongInterpreter`] (nothing changed) if the
-    /// slot holds an object of another interpreter.
+    /// slot holds an object of another interpreter;
+    /// [`Error::InterpreterClosed`] once `g`'s interpreter is tearing its
+    /// objects down.
     pub fn set<'i>(&self, g: Gil<'i>, value: Option<&Obj<'i>>) -> Result<()> {
         let me = self.check(g)?;
         let new = value.map(|v| v.clone().into_raw());
@@ -177,7 +184,8 @@ impl Member {
 
     /// A new handle to the stored object, if any. Errors:
     /// [`Error::WrongInterpreter`] if it belongs to another interpreter (or
-    /// one that has closed).
+    /// one that has closed); [`Error::InterpreterClosed`] once `g`'s
+    /// interpreter is tearing its objects down.
     pub fn get<'i>(&self, g: Gil<'i>) -> Result<Option<Obj<'i>>> {
         self.check(g)?;
         Ok(self.raw.get().map(|r| Obj::from_raw_borrowed(r, g)))

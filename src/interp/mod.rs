@@ -56,6 +56,10 @@ pub struct CloseReport {
     pub objects_freed: usize,
     /// Errors reported by finalizers, callbacks and clears, not yet taken.
     pub gc_errors: Vec<Error>,
+    /// Panics caught from user code the teardown ran after the objects were
+    /// freed: `Drop`s of module states and attributes, of the memory
+    /// limiter hook. Finalization completed anyway.
+    pub teardown_errors: Vec<Error>,
 }
 
 /// Process-wide counters shared by a runtime and its records.
@@ -248,7 +252,10 @@ impl Drop for EnterGuard<'_> {
             let interp = self.frame.handle();
             let check = interp.rec.gil.release();
             if check && interp.rec.close_on_exit.load(Ordering::SeqCst) && !self.ctx.is_inside(&interp.rec) {
-                let _ = interp.close_or_defer();
+                // A deferred close runs inside this `Drop`, perhaps while a
+                // panic unwinds: it must not unwind itself (every user call
+                // in it is caught; this is the second line).
+                let _ = catch_unwind(AssertUnwindSafe(|| interp.close_or_defer()));
             }
         }
     }
@@ -357,7 +364,13 @@ impl Interpreter {
         let rec = &*self.rec;
         if let Some(held) = ctx.holding_frame() {
             if std::ptr::eq(held.record(), rec) {
-                // Re-entry: we hold this GIL already.
+                // Re-entry: we hold this GIL already. Refused once close has
+                // begun: the close itself holds the GIL, and user code it
+                // runs (embedder `Drop`s while the heap is torn down) must
+                // not get a token (docs/safety.md, "close is a state").
+                if rec.is_closed() {
+                    return Err(rec.closed_error());
+                }
                 let frame = Frame { handle: self, holds: std::cell::Cell::new(true), prev: ctx.top.get() };
                 ctx.top.set(&frame);
                 let _guard = EnterGuard { ctx, frame: &frame, acquired: false };
@@ -407,6 +420,8 @@ impl Interpreter {
         F: for<'i> FnOnce(Gil<'i>) + Send + 'static,
     {
         if self.rec.is_closed() {
+            // As for a refused push below: the closure's drop is user code.
+            let _ = run_callback("drop of a refused pending call", move || drop(call));
             return Err(self.rec.closed_error());
         }
         let call: PendingFn = Box::new(call);
@@ -415,7 +430,13 @@ impl Interpreter {
                 self.rec.breaker.fetch_or(BREAK_PENDING, Ordering::Release);
                 Ok(())
             }
-            Err(_) => Err(self.rec.closed_error()),
+            Err(refused) => {
+                // Dropping the refused closure runs its captures' `Drop`s:
+                // behind the boundary, so a panic there cannot unwind out of
+                // an `Owned::drop` that queued it (the refusal is the error).
+                let _ = run_callback("drop of a refused pending call", move || drop(refused));
+                Err(self.rec.closed_error())
+            }
         }
     }
 
@@ -525,33 +546,52 @@ impl Interpreter {
         if rec.is_closed() {
             return Err(rec.closed_error());
         }
+        // Main claims its close in the word that creates announce themselves
+        // in (one read-modify-write each, so one side always sees the
+        // other): a create after this is refused, and a live or announced
+        // subinterpreter makes this refuse. The claim is given back if the
+        // close fails before it begins.
+        let mut claim = None;
         if self.is_main() {
-            let remaining = self.rec.rt.registry.len().saturating_sub(1);
-            if remaining > 0 {
-                return Err(Error::MainHasSubinterpreters { remaining });
-            }
+            rec.rt.claim_main_close()?;
+            claim = Some(MainCloseClaim { rt: &rec.rt });
         }
-        ThreadCtx::with(|ctx| {
+        let r = ThreadCtx::with(|ctx| {
             if ctx.is_inside(rec) {
                 return Err(Error::CannotCloseCurrent { id: rec.id });
             }
             match ctx.holding_frame() {
-                // Hold one GIL at a time: step out of the caller's GIL first.
+                // Hold one GIL at a time: step out of the caller's GIL first,
+                // and take it back however the close ends (a guard).
                 Some(held) => {
+                    struct Retake<'a> {
+                        held: &'a Frame,
+                        uid: u64,
+                    }
+                    impl Drop for Retake<'_> {
+                        fn drop(&mut self) {
+                            let rec = self.held.record();
+                            rec.gil.acquire(self.uid, true);
+                            rec.outside.fetch_sub(1, Ordering::SeqCst);
+                            self.held.holds.set(true);
+                        }
+                    }
                     let held_rec = held.record();
                     held.holds.set(false);
                     held_rec.outside.fetch_add(1, Ordering::SeqCst);
                     held_rec.gil.release();
-                    let r = self.close_detached(ctx);
-                    held_rec.gil.acquire(ctx.uid, true);
-                    held_rec.outside.fetch_sub(1, Ordering::SeqCst);
-                    held.holds.set(true);
-                    r
+                    let _retake = Retake { held, uid: ctx.uid };
+                    self.close_detached(ctx)
                 }
                 None => self.close_detached(ctx),
             }
         })
-        .unwrap_or(Err(Error::ThreadExiting))
+        .unwrap_or(Err(Error::ThreadExiting));
+        if r.is_ok() || rec.state() != InterpreterState::Ready {
+            // Main's close happened (or began): the claim stays for ever.
+            std::mem::forget(claim);
+        }
+        r
     }
 
     /// `close()` for a thread that holds no GIL.
@@ -575,11 +615,16 @@ impl Interpreter {
             rec.gil.release();
             return Err(Error::InterpreterRunning { id: rec.id, threads });
         }
+        // From here the close is a state, not a frame: new entries and
+        // re-entries are refused (`enter`), and whatever happens below, the
+        // guard finishes the close (lifecycle Closed, GIL released, frame
+        // popped, unlinked), also if something unwinds.
         rec.lifecycle.store(FINALIZING, Ordering::SeqCst);
-
-        // Run what is queued, as the current interpreter, then close the queue.
         let frame = Frame { handle: self, holds: std::cell::Cell::new(true), prev: ctx.top.get() };
         ctx.top.set(&frame);
+        let finish = FinishClose { interp: self, ctx, prev: frame.prev };
+
+        // Run what is queued, as the current interpreter, then close the queue.
         let mut report = CloseReport::default();
         let g = Gil::new(self, ctx.uid);
         loop {
@@ -608,11 +653,23 @@ impl Interpreter {
         report.objects_freed = freed;
         report.gc_errors = errors;
         // Services go in reverse order of need: modules (whose states may
-        // hold heap memory) before the heap itself.
-        rec.modules.teardown();
-        report.leaked = rec.heap.teardown();
-        ctx.top.set(frame.prev);
+        // hold heap memory) before the heap itself. Their values' and the
+        // limiter hook's `Drop`s are user code, run behind the boundary.
+        report.teardown_errors = rec.modules.teardown();
+        let (leaked, hook) = rec.heap.teardown();
+        report.leaked = leaked;
+        if let Err(e) = run_callback("drop of the memory limiter hook", move || drop(hook)) {
+            report.teardown_errors.push(e);
+        }
+        drop(finish);
+        Ok(report)
+    }
 
+    /// The end of every close that began (normal or unwinding): the state
+    /// becomes Closed, the GIL is released, the interpreter unlinked.
+    fn finish_close(&self) {
+        let rec = &*self.rec;
+        rec.gc.mark_closing();
         rec.lifecycle.store(CLOSED, Ordering::SeqCst);
         if self.is_main() {
             rec.rt.main_closed.store(true, Ordering::SeqCst);
@@ -621,6 +678,9 @@ impl Interpreter {
         rec.unregister_close_pending();
         rec.gil.release();
         self.rec.rt.registry.remove(rec.id);
+        if !self.is_main() {
+            rec.rt.retire_sub();
+        }
         self.after_close();
         if rec.rt.finalizing.load(Ordering::SeqCst) {
             // The `Runtime` value is gone, so its final quiesce has run: free
@@ -628,18 +688,48 @@ impl Interpreter {
             // retired record holds the runtime that owns the collector).
             rec.rt.registry.quiesce(crate::runtime::QUIESCE_ROUNDS);
         }
-        Ok(report)
     }
 
     /// During runtime finalization, the last subinterpreter to close closes
     /// main if main's close had to be deferred.
     fn after_close(&self) {
         let rt = &self.rec.rt;
-        if self.is_main() || !rt.finalizing.load(Ordering::SeqCst) || rt.registry.len() > 1 {
+        if self.is_main() || !rt.finalizing.load(Ordering::SeqCst) || rt.live_subs() > 0 {
             return;
         }
         if let Some(main) = rt.main_record().filter(|m| m.close_on_exit.load(Ordering::SeqCst)) {
             let _ = Interpreter { rec: main }.close_or_defer();
+        }
+    }
+}
+
+/// Gives main's close claim back (`RuntimeInner::claim_main_close`) when
+/// dropped: a close of main that failed before it began.
+struct MainCloseClaim<'a> {
+    rt: &'a RuntimeInner,
+}
+
+impl Drop for MainCloseClaim<'_> {
+    fn drop(&mut self) {
+        self.rt.unclaim_main_close();
+    }
+}
+
+/// Finishes a close that began (`close_detached`), on every path.
+struct FinishClose<'a> {
+    interp: &'a Interpreter,
+    ctx: &'a ThreadCtx,
+    prev: *const Frame,
+}
+
+impl Drop for FinishClose<'_> {
+    fn drop(&mut self) {
+        self.ctx.top.set(self.prev);
+        if std::thread::panicking() {
+            // Unwinding already: a second panic would abort.
+            let _ = catch_unwind(AssertUnwindSafe(|| self.interp.finish_close()));
+        } else {
+            self.interp.finish_close();
         }
     }
 }

@@ -259,12 +259,19 @@ impl InterpHeap {
         });
         let (Some(mut hook), Some(growth)) = (hook, growth) else { return Ok(None) };
         let answer = run_callback("memory limiter hook", || hook(&growth));
-        self.with_state(|st| {
+        let unused = self.with_state(|st| {
             // Put it back unless it was replaced (or cleared) while it ran.
             if st.limiter_gen == gen && st.limiter.is_none() {
                 st.limiter = Some(hook);
+                None
+            } else {
+                Some(hook)
             }
         });
+        // A replaced hook is dropped outside the state borrow and behind the
+        // boundary: dropping its captures runs user code. A panic there is
+        // discarded: it is not this allocation's failure.
+        let _ = run_callback("drop of a memory limiter hook", move || drop(unused));
         answer.map(Some)
     }
 
@@ -544,8 +551,10 @@ impl<'i> Gil<'i> {
             st.limiter_gen += 1;
             st.limiter.replace(Box::new(hook))
         });
-        // Dropped outside the state borrow: dropping user captures runs user code.
-        drop(old);
+        // Dropped outside the state borrow and behind the boundary: dropping
+        // user captures runs user code (a panic there is discarded: the new
+        // hook is installed).
+        let _ = run_callback("drop of a memory limiter hook", move || drop(old));
         Ok(())
     }
 
@@ -556,7 +565,7 @@ impl<'i> Gil<'i> {
                 st.limiter_gen += 1;
                 st.limiter.take()
             });
-            drop(old);
+            let _ = run_callback("drop of a memory limiter hook", move || drop(old));
         }
     }
 

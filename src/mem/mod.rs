@@ -153,10 +153,9 @@ impl InterpHeap {
 
     /// Unmaps everything; reports what was still allocated. GIL held.
     /// Afterwards every allocation fails with `InterpreterClosed`.
-    pub(crate) fn teardown(&self) -> LeakReport {
-        let (report, hook) = self.with_state(|st| (st.teardown(), st.limiter.take()));
-        // Dropped outside the state borrow: dropping user captures runs user code.
-        drop(hook);
-        report
+    /// The limiter hook is handed back, for the caller to drop behind the
+    /// catch-unwind boundary (dropping user captures runs user code).
+    pub(crate) fn teardown(&self) -> (LeakReport, Option<heap::LimiterFn>) {
+        self.with_state(|st| (st.teardown(), st.limiter.take()))
     }
 }

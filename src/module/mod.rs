@@ -236,22 +236,28 @@ impl ModuleTable {
     /// The tables are emptied under the lock; the modules are released after
     /// it (their attributes and states may run user drops): imported modules
     /// first, then `sys`, then `builtins`.
-    pub(crate) fn teardown(&self) {
+    pub(crate) fn teardown(&self) -> Vec<Error> {
+        let mut errors = Vec::new();
+        let mut release = |what: &'static str, value: Box<dyn FnOnce() + '_>| {
+            if let Err(e) = run_callback(what, value) {
+                errors.push(e);
+            }
+        };
         let (slots, named) = {
             let mut st = lock(&self.imports);
             st.closed = true;
             (self.by_index.swap(None), self.by_name.drain())
         };
-        drop(named);
-        let Some(slots) = slots else { return };
+        release("drop of a module", Box::new(move || drop(named)));
+        let Some(slots) = slots else { return errors };
         let order = (SYS_INDEX + 1..slots.entries.len()).chain([SYS_INDEX, BUILTINS_INDEX]);
         match Arc::try_unwrap(slots) {
             // We hold the last reference: release each module whole, in order.
             Ok(mut slots) => {
                 for i in order {
                     if let Some(m) = slots.entries[i].take() {
-                        drop(m.release_attrs());
-                        drop(m);
+                        release("drop of a module attribute", Box::new(|| drop(m.release_attrs())));
+                        release("drop of a module state", Box::new(move || drop(m)));
                     }
                 }
             }
@@ -260,11 +266,12 @@ impl ModuleTable {
             Err(slots) => {
                 for i in order {
                     if let Some(m) = slots.get(i) {
-                        drop(m.release_attrs());
+                        release("drop of a module attribute", Box::new(|| drop(m.release_attrs())));
                     }
                 }
             }
         }
+        errors
     }
 
     fn closed_error(&self) -> Error {
