@@ -334,3 +334,75 @@ fn global_runtime_is_one_per_process() {
     assert!(std::ptr::eq(g1, g2));
     assert_eq!(g1.main().id(), 0);
 }
+
+/// Issue 10: main's close and a create race. A create that lands while main
+/// closes (here: from a pending call that main's close runs, so the create is
+/// exactly in between main's checks and its end) is refused, and main ends
+/// closed with no live subinterpreter. Before the fix the create succeeded
+/// and left a Ready interpreter in the registry of a closed runtime.
+#[test]
+fn a_create_during_mains_close_is_refused_and_main_closes_alone() {
+    let rt = Arc::new(rt());
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let (r2, s2) = (rt.clone(), seen.clone());
+    rt.main()
+        .add_pending_call(move |_| {
+            let created = r2.create(InterpreterConfig::isolated()).map(|i| i.id());
+            *s2.lock().unwrap() = Some(created);
+        })
+        .unwrap();
+    let report = rt.main().close().unwrap();
+    assert_eq!(report.pending_calls_run, 1);
+    let created = seen.lock().unwrap().take().unwrap();
+    assert!(matches!(created, Err(Error::InterpreterClosed { id: 0 })), "{created:?}");
+    assert_eq!(rt.main().state(), InterpreterState::Closed);
+    assert_eq!(rt.len(), 0, "a subinterpreter outlived main: {:?}", rt.ids());
+    assert!(matches!(rt.create(InterpreterConfig::isolated()), Err(Error::InterpreterClosed { id: 0 })));
+}
+
+/// The other order: a live (or announced) subinterpreter makes main's close
+/// refuse, and the refusal gives main's claim back, so creates work again.
+#[test]
+fn a_refused_close_of_main_does_not_block_later_creates() {
+    let rt = rt();
+    let sub = rt.create(InterpreterConfig::isolated()).unwrap();
+    assert!(matches!(rt.main().close(), Err(Error::MainHasSubinterpreters { remaining: 1 })));
+    let other = rt.create(InterpreterConfig::isolated()).unwrap();
+    sub.close().unwrap();
+    other.close().unwrap();
+    rt.main().close().unwrap();
+    assert_eq!(rt.len(), 0);
+}
+
+/// Main's close racing creates from other threads, many rounds: whichever
+/// wins, main never ends closed beside a live subinterpreter.
+#[test]
+fn mains_close_racing_creates_never_leaves_a_live_subinterpreter() {
+    for _ in 0..200 {
+        let rt = Arc::new(rt());
+        let barrier = Arc::new(Barrier::new(3));
+        let creators: Vec<_> = (0..2)
+            .map(|_| {
+                let (rt, b) = (rt.clone(), barrier.clone());
+                thread::spawn(move || {
+                    b.wait();
+                    rt.create(InterpreterConfig::isolated()).ok()
+                })
+            })
+            .collect();
+        barrier.wait();
+        let closed = rt.main().close();
+        let subs: Vec<_> = creators.into_iter().filter_map(|t| t.join().unwrap()).collect();
+        match closed {
+            Ok(_) => assert!(subs.is_empty() && rt.len() == 0, "main closed beside {:?}", rt.ids()),
+            Err(Error::MainHasSubinterpreters { .. }) => {
+                assert!(!subs.is_empty());
+                for s in &subs {
+                    s.close().unwrap();
+                }
+                rt.main().close().unwrap();
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
