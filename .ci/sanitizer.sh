@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sanitizer lane for the unsafe code: the per-interpreter heap (mem_* tests)
-# and the core (registry, lifecycle and GIL tests: epoch reclamation, pending
-# calls, thread-state frames).
+# Sanitizer lane for the unsafe code: every integration test binary (heap,
+# collector, user code in dealloc/collection/close, modules, registry,
+# lifecycle, GIL) and every unit test of the library.
 #
 # With a nightly toolchain: the allocator tests under AddressSanitizer
 #   RUSTFLAGS=-Zsanitizer=address cargo +nightly test --target x86_64-unknown-linux-gnu --test mem_...
@@ -20,7 +20,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil gc gc_props)
+# Every integration test binary (all of them touch the heap, the GIL or close;
+# trybuild only compiles, loom needs its own cfg).
+TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil gc gc_props gc_user_code_props soundness
+    module_import module_isolation module_table)
 TEST_ARGS=()
 for t in "${TESTS[@]}"; do TEST_ARGS+=(--test "$t"); done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-sanitizer}"
@@ -38,10 +41,10 @@ asan)
     RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on" \
     ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=1:halt_on_error=1" \
         cargo +nightly test --offline --target x86_64-unknown-linux-gnu "${TEST_ARGS[@]}" -- --test-threads=2
-    # The unit tests of src/mem (and the rest of the library's unit tests).
+    # Every unit test of the library.
     RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on" \
-    ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1" \
-        cargo +nightly test --offline --target x86_64-unknown-linux-gnu --lib -- mem::
+    ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=1:halt_on_error=1" \
+        cargo +nightly test --offline --target x86_64-unknown-linux-gnu --lib -- --test-threads=2
     ;;
 valgrind)
     command -v valgrind >/dev/null || { echo "neither cargo +nightly nor valgrind is available" >&2; exit 2; }

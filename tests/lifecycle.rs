@@ -394,7 +394,7 @@ fn mains_close_racing_creates_never_leaves_a_live_subinterpreter() {
         let closed = rt.main().close();
         let subs: Vec<_> = creators.into_iter().filter_map(|t| t.join().unwrap()).collect();
         match closed {
-            Ok(_) => assert!(subs.is_empty() && rt.len() == 0, "main closed beside {:?}", rt.ids()),
+            Ok(_) => assert!(subs.is_empty() && rt.ids().is_empty(), "main closed beside {:?}", rt.ids()),
             Err(Error::MainHasSubinterpreters { .. }) => {
                 assert!(!subs.is_empty());
                 for s in &subs {

@@ -102,22 +102,21 @@ fn a_finalizer_that_collects_while_frees_are_queued_in_the_trashcan_frees_them_o
         g.gc_disable();
         let hits = Rc::new(Cell::new(0));
         let fin = collecting_callback(g, &hits);
-        // A chain deeper than the dealloc nesting limit, finalizable instances
-        // all along it: the frees past the limit are queued while finalizers
-        // (which collect) run.
+        // A chain past the dealloc nesting limit whose every level holds the
+        // level below, ten lists, and (freed last, so popped first from the
+        // queue) an instance whose finalizer collects: at the level where
+        // frees start to be queued, it collects while the ten lists wait.
         let mut head = g.list(&[]).unwrap();
-        for i in 0..2_000 {
-            if i % 100 == 50 {
-                let inst = g.instance("F").unwrap();
-                inst.set_finalizer(Some(&fin)).unwrap();
-                inst.setattr("next", &head).unwrap();
-                head = inst;
-            } else {
-                head = g.list(&[head]).unwrap();
-            }
+        for _ in 0..100 {
+            let mut items = vec![head];
+            items.extend((0..10).map(|_| g.list(&[]).unwrap()));
+            let inst = g.instance("F").unwrap();
+            inst.set_finalizer(Some(&fin)).unwrap();
+            items.push(inst);
+            head = g.list(&items).unwrap();
         }
         drop(head);
-        assert_eq!(hits.get(), 20);
+        assert_eq!(hits.get(), 100);
         assert_heap_hands_out_distinct_blocks(g, 500);
     });
 }
@@ -622,4 +621,38 @@ fn failing_constructors_release_the_references_they_took() {
         .unwrap();
     let report = interp.close().unwrap();
     assert_eq!(report.leaked.live_blocks, 0, "{report:?}");
+}
+
+#[test]
+fn unbounded_recursion_through_calls_is_a_recursion_error() {
+    with(|g| {
+        // A function that calls itself through a list it captures.
+        let cell = g.list(&[]).unwrap();
+        let f = g.function("f", &[cell.clone()], |_, captured, args| captured[0].get_item(0)?.call(args)).unwrap();
+        cell.list_append(&f).unwrap();
+        let err = f.call(&[]).unwrap_err();
+        assert!(matches!(err, Error::RecursionError { limit: subinterp::MAX_CALL_DEPTH, .. }), "{err:?}");
+        // The depth is given back: a shallow call works afterwards.
+        let ok = g.function("ok", &[], |g, _, _| g.int(1)).unwrap();
+        assert_eq!(ok.call(&[]).unwrap().as_int(), Some(1));
+        cell.clear().unwrap();
+    });
+}
+
+#[test]
+fn a_stop_callback_that_collects_does_not_recurse() {
+    with(|g| {
+        let hits = Rc::new(Cell::new(0));
+        let h = hits.clone();
+        g.gc_add_callback(move |phase, _, _| {
+            if phase == subinterp::GcPhase::Stop {
+                h.set(h.get() + 1);
+                if let Some(i) = Interpreter::current() {
+                    let _ = i.with_gil(|g| g.gc_collect(2));
+                }
+            }
+        });
+        g.gc_collect(2).unwrap();
+        assert_eq!(hits.get(), 1, "a collection inside a stop callback ran callbacks again");
+    });
 }

@@ -759,12 +759,13 @@ fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
     if callbacks {
         run_gc_callbacks(g, GcPhase::Start, gen, CollectResult::default());
     }
-    let r = collect_inner(g, gen);
-    drop(guard);
-    let res = r?;
+    let res = collect_inner(g, gen)?;
     if callbacks {
+        // Still `collecting` (as CPython): a stop callback that collects gets
+        // zeros instead of recursing without end.
         run_gc_callbacks(g, GcPhase::Stop, gen, res);
     }
+    drop(guard);
     Ok(res)
 }
 

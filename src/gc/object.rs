@@ -367,6 +367,35 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
     }
 }
 
+/// How deeply [`Obj::call`]s may nest on one thread (CPython's default
+/// recursion limit).
+pub const MAX_CALL_DEPTH: usize = 1000;
+
+std::thread_local! {
+    static CALL_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One level of [`Obj::call`] nesting, given back on drop (also by unwinding).
+struct CallDepth;
+
+impl CallDepth {
+    fn enter() -> Result<CallDepth> {
+        CALL_DEPTH.with(|d| {
+            if d.get() >= MAX_CALL_DEPTH {
+                return Err(Error::RecursionError { limit: MAX_CALL_DEPTH, context: "calling a function" });
+            }
+            d.set(d.get() + 1);
+            Ok(CallDepth)
+        })
+    }
+}
+
+impl Drop for CallDepth {
+    fn drop(&mut self) {
+        CALL_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
 std::thread_local! {
     /// The first panic message of an embedder's `Trace::trace` since the
     /// last [`take_trace_panic`] (traversals continue past it; the collector
@@ -963,6 +992,10 @@ impl<'i> Obj<'i> {
     }
 
     /// Calls a native function.
+    ///
+    /// Calls nest at most [`MAX_CALL_DEPTH`] deep on a thread (CPython's
+    /// recursion limit): a deeper call is [`Error::RecursionError`], never a
+    /// stack overflow.
     pub fn call(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
         let (f, captured) = match body(self.raw) {
             Body::Function(func) => {
@@ -970,6 +1003,7 @@ impl<'i> Obj<'i> {
             }
             _ => return Err(self.type_error("object is not callable")),
         };
+        let _depth = CallDepth::enter()?;
         f(self.g, &captured, args)
     }
 
