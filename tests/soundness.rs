@@ -656,3 +656,47 @@ fn a_stop_callback_that_collects_does_not_recurse() {
         assert_eq!(hits.get(), 1, "a collection inside a stop callback ran callbacks again");
     });
 }
+
+/// CPython's test_ref_created_during_del family: a finalizer that makes a
+/// weakref (with a callback) to the dying object, at refcount death and in a
+/// collection. The weakref ends dead, nothing is touched after its free.
+#[test]
+fn weakrefs_made_by_a_finalizer_to_the_dying_object_end_dead() {
+    with(|g| {
+        g.gc_disable();
+        let hits = Rc::new(Cell::new(0));
+        let h = hits.clone();
+        let cb = g
+            .function("cb", &[], move |g, _, _| {
+                h.set(h.get() + 1);
+                g.none()
+            })
+            .unwrap();
+        let store = g.list(&[]).unwrap();
+        let fin = g
+            .function("fin", &[store.clone(), cb], |g, captured, args| {
+                let w = g.weakref(&args[0], Some(&captured[1]))?;
+                captured[0].list_append(&w)?;
+                g.none()
+            })
+            .unwrap();
+        // Refcount death: the new weakref's callback runs (CPython clears the
+        // weakrefs after tp_finalize, with callbacks).
+        let a = g.instance("A").unwrap();
+        a.set_finalizer(Some(&fin)).unwrap();
+        drop(a);
+        assert_eq!(hits.get(), 1);
+        assert!(store.get_item(0).unwrap().weakref_get().unwrap().is_none());
+        // In a collection: cleared without a callback.
+        let b = g.instance("B").unwrap();
+        b.set_finalizer(Some(&fin)).unwrap();
+        b.setattr("me", &b).unwrap();
+        drop(b);
+        drop(fin);
+        g.gc_collect(2).unwrap();
+        assert_eq!(hits.get(), 1);
+        assert!(store.get_item(1).unwrap().weakref_get().unwrap().is_none());
+        store.clear().unwrap();
+        assert_heap_hands_out_distinct_blocks(g, 100);
+    });
+}
