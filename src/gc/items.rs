@@ -27,8 +27,14 @@ const MAX_CAP_LOG: u8 = 31;
 /// points to a buffer of that many pointers (a boxed slice, freed on drop).
 /// The items are not owned references by themselves: the body that holds an
 /// `Items` releases them.
+///
+/// `data` has a pointer type, never an integer one, in both uses: a typed
+/// copy of an `Items` (a move, `mem::replace`, `ptr::read`) copies it as a
+/// pointer and so keeps its provenance, whether it is the inline item's or
+/// the buffer's. (As a `usize` it lost it: the moved inline item no longer
+/// pointed to its object, which Miri reported in the collector's teardown.)
 pub(crate) struct Items {
-    data: usize,
+    data: *mut (),
     len: u32,
     cap_log: u8,
     kind: SeqKind,
@@ -38,7 +44,7 @@ pub(crate) struct Items {
 impl Items {
     /// Empty, no allocation.
     pub(crate) const fn new(kind: SeqKind) -> Self {
-        Items { data: 0, len: 0, cap_log: 0, kind, _raw: PhantomData }
+        Items { data: std::ptr::null_mut(), len: 0, cap_log: 0, kind, _raw: PhantomData }
     }
 
     /// Tuple or list.
@@ -81,18 +87,18 @@ impl Items {
     #[inline(always)]
     fn ptr(&self) -> *const Raw {
         if self.is_inline() {
-            (&self.data as *const usize).cast::<Raw>()
+            (&raw const self.data).cast::<Raw>()
         } else {
-            self.data as *const Raw
+            self.data.cast_const().cast::<Raw>()
         }
     }
 
     #[inline(always)]
     fn ptr_mut(&mut self) -> *mut Raw {
         if self.is_inline() {
-            (&mut self.data as *mut usize).cast::<Raw>()
+            (&raw mut self.data).cast::<Raw>()
         } else {
-            self.data as *mut Raw
+            self.data.cast::<Raw>()
         }
     }
 
@@ -164,17 +170,17 @@ impl Items {
             dst.write(src);
         }
         self.free_buffer();
-        self.data = Box::into_raw(buf).cast::<Raw>() as usize;
+        self.data = Box::into_raw(buf).cast::<()>();
         self.cap_log = log;
     }
 
     fn free_buffer(&mut self) {
         if !self.is_inline() {
-            let slice = std::ptr::slice_from_raw_parts_mut(self.data as *mut MaybeUninit<Raw>, self.cap());
+            let slice = std::ptr::slice_from_raw_parts_mut(self.data.cast::<MaybeUninit<Raw>>(), self.cap());
             // SAFETY: `data`/`cap_log` came from `Box::into_raw` of a boxed
             // slice of exactly `cap()` elements (`grow`); its items need no drop.
             drop(unsafe { Box::from_raw(slice) });
-            self.data = 0;
+            self.data = std::ptr::null_mut();
             self.cap_log = 0;
         }
     }
@@ -214,8 +220,29 @@ mod tests {
     use super::*;
     use std::ptr::NonNull;
 
+    use super::super::object::ObjHead;
+
+    /// A distinct item that is never dereferenced (an address, no provenance).
     fn raw(i: usize) -> Raw {
-        NonNull::new((i * 16 + 16) as *mut super::super::object::ObjHead).unwrap()
+        NonNull::new(std::ptr::without_provenance_mut::<ObjHead>(i * 16 + 16)).unwrap()
+    }
+
+    /// Real memory to point items at: cell `i` holds `3i + 1`, read back
+    /// through the item (so Miri checks that the item kept its provenance).
+    fn cells(n: usize) -> Vec<u64> {
+        (0..n as u64).map(|i| i * 3 + 1).collect()
+    }
+
+    /// Item `i` points to cell `i` (derived from the buffer's pointer).
+    fn item_of(cells: &mut [u64], i: usize) -> Raw {
+        NonNull::new(cells.as_mut_ptr().wrapping_add(i)).unwrap().cast::<ObjHead>()
+    }
+
+    /// Reads the cell an item points to.
+    fn deref(r: Raw) -> u64 {
+        // SAFETY: every item of these tests points to a cell of `cells`,
+        // alive and not written meanwhile.
+        unsafe { r.cast::<u64>().as_ptr().read() }
     }
 
     #[test]
@@ -241,5 +268,49 @@ mod tests {
         let w = Items::collect_from(SeqKind::Tuple, (0..1).map(raw));
         assert_eq!((w.kind(), w.is_inline()), (SeqKind::Tuple, true));
         assert_eq!(w.into_iter().count(), 1);
+    }
+
+    /// An `Items` moved by value (`take`, `mem::replace`, `ptr::read`,
+    /// `into_iter`, into and out of a `Box`) keeps each item's provenance,
+    /// inline (one item) or in a buffer: every item still reaches its cell.
+    /// Regression test for the collector teardown's "dangling reference (no
+    /// provenance)" that Miri reported when `data` was a `usize`.
+    #[test]
+    fn moved_items_keep_their_provenance() {
+        let mut c = cells(9);
+        // Inline: one item inside the `data` word.
+        let mut one = Items::new(SeqKind::List);
+        one.push(item_of(&mut c, 0));
+        assert!(one.is_inline());
+        let taken = one.take();
+        assert!(one.is_empty());
+        let boxed = Box::new(taken);
+        let mut moved = std::mem::replace(&mut one, *boxed);
+        assert!(moved.is_empty());
+        assert_eq!(deref(one.as_slice()[0]), 1);
+        // SAFETY: `one` is read out once and then forgotten, so the copy is
+        // the only owner (inline: there is no buffer to free twice anyway).
+        let copy = unsafe { std::ptr::read(&one) };
+        std::mem::forget(one);
+        assert_eq!(copy.iter().map(|&r| deref(r)).collect::<Vec<_>>(), [1]);
+        assert_eq!(copy.into_iter().map(deref).collect::<Vec<_>>(), [1]);
+
+        // A buffer: grown past the inline slot, moved, then shrunk by pops.
+        for i in 1..c.len() {
+            moved.push(item_of(&mut c, i));
+        }
+        assert!(!moved.is_inline());
+        let mut boxed = Box::new(moved.take());
+        let mut buf = std::mem::replace(&mut *boxed, Items::new(SeqKind::Tuple));
+        assert_eq!(boxed.kind(), SeqKind::Tuple);
+        assert_eq!(buf.iter().map(|&r| deref(r)).collect::<Vec<_>>(), [4, 7, 10, 13, 16, 19, 22, 25]);
+        *buf.get_mut(0).unwrap() = item_of(&mut c, 0);
+        assert_eq!(buf.pop().map(deref), Some(25));
+        // SAFETY: as above: `buf` is forgotten, `copy` alone frees the buffer.
+        let copy = unsafe { std::ptr::read(&buf) };
+        std::mem::forget(buf);
+        let moved_twice = vec![copy];
+        let all: Vec<u64> = moved_twice.into_iter().flat_map(|i| i.into_iter().map(deref)).collect();
+        assert_eq!(all, [1, 7, 10, 13, 16, 19, 22]);
     }
 }

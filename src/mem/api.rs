@@ -309,7 +309,7 @@ impl InterpHeap {
     #[inline(always)]
     pub(crate) unsafe fn free_checked(&self, ptr: *mut u8) -> Result<()> {
         // SAFETY: forwarded from the caller.
-        let freed = self.with_state(|st| unsafe { st.free_small_checked(ptr as usize) });
+        let freed = self.with_state(|st| unsafe { st.free_small_checked(ptr.addr()) });
         if freed {
             return Ok(());
         }
@@ -326,9 +326,9 @@ impl InterpHeap {
     #[inline(never)]
     unsafe fn free_checked_slow(&self, ptr: *mut u8) -> Result<()> {
         // SAFETY: forwarded from the caller.
-        self.with_state(|st| unsafe { st.free_checked(ptr as usize) }).map_err(|reason| Error::InvalidFree {
+        self.with_state(|st| unsafe { st.free_checked(ptr.addr()) }).map_err(|reason| Error::InvalidFree {
             id: self.id,
-            addr: ptr as usize,
+            addr: ptr.addr(),
             reason,
         })
     }
@@ -339,7 +339,7 @@ impl InterpHeap {
     /// `loc` describes a live block of this heap (from `locate`), unused by
     /// anyone else during the call; on success the old pointer is dead unless
     /// returned again. GIL held.
-    unsafe fn realloc_located(&self, loc: Located, new_size: usize) -> Result<NonNull<u8>> {
+    pub(super) unsafe fn realloc_located(&self, loc: Located, new_size: usize) -> Result<NonNull<u8>> {
         match loc {
             Located::Small { ptr, cap } => {
                 if is_small(new_size) {
@@ -488,9 +488,9 @@ impl<'i> Gil<'i> {
     /// success nothing may use `ptr` any more (use the returned pointer).
     pub unsafe fn realloc_raw(&self, ptr: *mut u8, new_size: usize) -> Result<NonNull<u8>> {
         let heap = self.heap();
-        let loc = heap.with_state(|st| st.locate(ptr as usize)).map_err(|reason| Error::InvalidFree {
+        let loc = heap.with_state(|st| st.locate(ptr.addr())).map_err(|reason| Error::InvalidFree {
             id: heap.id(),
-            addr: ptr as usize,
+            addr: ptr.addr(),
             reason,
         })?;
         // SAFETY: `loc` was just validated under the GIL; the caller gives up `ptr`.
@@ -500,7 +500,7 @@ impl<'i> Gil<'i> {
     /// The usable size of a live block of this heap, or `None` when `ptr` is
     /// not one (the same check as [`free_raw`](Self::free_raw)).
     pub fn usable_size(&self, ptr: *const u8) -> Option<usize> {
-        self.heap().with_state(|st| st.locate(ptr as usize).ok().map(|l| l.cap()))
+        self.heap().with_state(|st| st.locate(ptr.addr()).ok().map(|l| l.cap()))
     }
 
     /// An exact snapshot of this interpreter's heap statistics.

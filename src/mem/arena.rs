@@ -35,7 +35,7 @@ impl Arena {
         let len = Self::mapped_len(size);
         let map = MmapRaw::from(MmapMut::map_anon(len)?);
         let start = map.as_mut_ptr();
-        let misalign = start as usize & (POOL_SIZE - 1);
+        let misalign = start.addr() & (POOL_SIZE - 1);
         let skip = if misalign == 0 { 0 } else { POOL_SIZE - misalign };
         if skip + size > map.len() {
             // Only possible with pages smaller than MIN_PAGE.
@@ -73,7 +73,7 @@ impl Arena {
     pub(crate) unsafe fn discard_pools(&self, first: usize, count: usize) {
         #[cfg(all(unix, not(miri)))]
         {
-            let offset = self.base as usize - self.map.as_mut_ptr() as usize + first * POOL_SIZE;
+            let offset = self.base.addr() - self.map.as_mut_ptr().addr() + first * POOL_SIZE;
             // SAFETY: forwarded: nothing in the range is live or referenced, so
             // dropping its contents cannot be observed; the range is inside the
             // mapping (`first + count` pools of the usable window).
@@ -81,7 +81,20 @@ impl Arena {
                 self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, count * POOL_SIZE)
             };
         }
-        #[cfg(not(all(unix, not(miri))))]
+        // Miri runs the real mapping (its `mmap` shim: private, anonymous,
+        // page-aligned, zero-filled, so the window above is found the same
+        // way) but has no `madvise`: the pages are zeroed instead, which is
+        // what a private anonymous mapping reads as after `MADV_DONTNEED`. So
+        // the code after a discard (the pool's header reads as zeros and is
+        // carved again) is the code Miri checks, and a stale reference into
+        // the range would see its memory overwritten.
+        #[cfg(miri)]
+        // SAFETY: forwarded as above; the range is inside the usable window
+        // and the pointer is derived from its base (the mapping's provenance).
+        unsafe {
+            self.base.add(first * POOL_SIZE).write_bytes(0, count * POOL_SIZE)
+        };
+        #[cfg(not(any(unix, miri)))]
         let _ = (first, count);
     }
 }

@@ -562,7 +562,7 @@ impl HeapState {
     #[inline(always)]
     pub(crate) unsafe fn free_small(&mut self, bp: *mut u8) {
         // Pools are POOL_SIZE-aligned: masking finds the header.
-        let pool = bp.wrapping_sub(bp as usize & POOL_MASK).cast::<PoolHeader>();
+        let pool = bp.wrapping_sub(bp.addr() & POOL_MASK).cast::<PoolHeader>();
         // SAFETY: forwarded: `bp` is a live block of `pool`.
         unsafe { self.free_in_pool(pool, bp) }
     }
@@ -574,7 +574,7 @@ impl HeapState {
     unsafe fn free_in_pool(&mut self, pool: *mut PoolHeader, bp: *mut u8) {
         // SAFETY: caller: the header is initialized.
         unsafe {
-            clear_live(pool, bp as usize & POOL_MASK);
+            clear_live(pool, bp.addr() & POOL_MASK);
             self.push_free(pool, bp);
         }
     }
@@ -836,13 +836,13 @@ impl HeapState {
     /// Returns the cached empty pools that live in arena `a`.
     fn flush_cached_in(&mut self, a: u32) {
         let Some(arena) = &self.arenas[a as usize].arena else { return };
-        let (lo, hi) = (arena.base() as usize, arena.base() as usize + arena.size());
+        let (lo, hi) = (arena.base().addr(), arena.base().addr() + arena.size());
         let mut list = [ptr::null_mut::<PoolHeader>(); NUM_SIZE_CLASSES + RECENT_POOLS];
         let mut n = 0;
         for e in 0..NUM_SIZE_CLASSES + RECENT_POOLS {
             let entry = if e < NUM_SIZE_CLASSES { &mut self.cached[e] } else { &mut self.recent[e - NUM_SIZE_CLASSES] };
             let q = *entry;
-            if !q.is_null() && (lo..hi).contains(&(q as usize)) {
+            if !q.is_null() && (lo..hi).contains(&q.addr()) {
                 *entry = ptr::null_mut();
                 // SAFETY: a cached entry is an in-use pool of a mapped arena.
                 unsafe {
@@ -1058,9 +1058,10 @@ impl HeapState {
                 (self.arenas.len() - 1) as u32
             }
         };
-        // The mapping's provenance is exposed: the free fast path turns
-        // validated addresses of this arena back into pointers with
-        // `with_exposed_provenance_mut`.
+        // The mapping's provenance is exposed for the checked free's fast
+        // path (`free_small_checked`), the one place that turns an address
+        // into a pointer without a base; every other pointer into the arena
+        // is derived from its base (`Lanes::base`, `hot_base`).
         let lo = arena.base().expose_provenance();
         let hi = lo + arena.size();
         for chunk in (lo >> self.chunk_shift)..=((hi - 1) >> self.chunk_shift) {
@@ -1095,7 +1096,7 @@ impl HeapState {
         if self.hot_base == arena.base() {
             self.hot_granules = 0;
         }
-        let (lo, hi) = (arena.base() as usize, arena.base() as usize + arena.size());
+        let (lo, hi) = (arena.base().addr(), arena.base().addr() + arena.size());
         for chunk in (lo >> self.chunk_shift)..=((hi - 1) >> self.chunk_shift) {
             self.chunks.remove(chunk, a);
         }
@@ -1128,7 +1129,7 @@ impl HeapState {
         let layout = Layout::from_size_align(cap, ALIGNMENT).ok()?;
         // SAFETY: `layout` has a non-zero size (size > 512).
         let p = NonNull::new(unsafe { std::alloc::alloc(layout) })?;
-        self.large.insert(p.as_ptr() as usize, (p, cap));
+        self.large.insert(p.as_ptr().addr(), (p, cap));
         self.large_bytes += cap;
         Some(p)
     }
@@ -1138,7 +1139,7 @@ impl HeapState {
     /// # Safety
     /// `p` is a live large block of this heap, not used afterwards.
     pub(crate) unsafe fn free_large(&mut self, p: NonNull<u8>) {
-        if let Some((p, cap)) = self.large.remove(&(p.as_ptr() as usize)) {
+        if let Some((p, cap)) = self.large.remove(&(p.as_ptr().addr())) {
             self.large_bytes -= cap;
             // SAFETY: allocated by `alloc_large`/`realloc_large` with this layout.
             unsafe { std::alloc::dealloc(p.as_ptr(), Layout::from_size_align_unchecked(cap, ALIGNMENT)) };
@@ -1154,7 +1155,7 @@ impl HeapState {
     pub(crate) unsafe fn realloc_large(&mut self, p: NonNull<u8>, new_size: usize) -> Option<NonNull<u8>> {
         let cap = large_size(new_size)?;
         Layout::from_size_align(cap, ALIGNMENT).ok()?;
-        let (old, old_cap) = *self.large.get(&(p.as_ptr() as usize))?;
+        let (old, old_cap) = *self.large.get(&(p.as_ptr().addr()))?;
         if cap == old_cap {
             return Some(old);
         }
@@ -1163,8 +1164,8 @@ impl HeapState {
         let q = NonNull::new(unsafe {
             std::alloc::realloc(old.as_ptr(), Layout::from_size_align_unchecked(old_cap, ALIGNMENT), cap)
         })?;
-        self.large.remove(&(old.as_ptr() as usize));
-        self.large.insert(q.as_ptr() as usize, (q, cap));
+        self.large.remove(&(old.as_ptr().addr()));
+        self.large.insert(q.as_ptr().addr(), (q, cap));
         self.large_bytes = self.large_bytes - old_cap + cap;
         Some(q)
     }
@@ -1182,7 +1183,7 @@ impl HeapState {
         let lanes = self.chunks.get(addr >> self.chunk_shift)?;
         (0..2).find_map(|k| {
             let base = lanes.base[k];
-            (!base.is_null() && addr.wrapping_sub(base as usize) < self.arena_size).then(|| (lanes.idx[k], base))
+            (!base.is_null() && addr.wrapping_sub(base.addr()) < self.arena_size).then(|| (lanes.idx[k], base))
         })
     }
 
@@ -1214,7 +1215,7 @@ impl HeapState {
             return None;
         }
         let (_, base) = self.arena_of(addr)?;
-        let bp = base.wrapping_add(addr - base as usize);
+        let bp = base.with_addr(addr);
         let off = addr & POOL_MASK;
         let pool = bp.wrapping_sub(off).cast::<PoolHeader>();
         // SAFETY: the pool lies inside a mapped arena of this heap; its header
@@ -1232,26 +1233,33 @@ impl HeapState {
     pub(crate) unsafe fn free_small_checked(&mut self, addr: usize) -> bool {
         // One test for "inside the hot arena and 16-byte aligned": the base is
         // aligned, so a misaligned address rotates its low bits to the top.
-        if addr.wrapping_sub(self.hot_base as usize).rotate_right(ALIGNMENT_SHIFT) >= self.hot_granules
+        if addr.wrapping_sub(self.hot_base.addr()).rotate_right(ALIGNMENT_SHIFT) >= self.hot_granules
             && self.find_hot(addr).is_null()
         {
             return false;
         }
+        // The one place where an address becomes a pointer without a base:
         // `addr` lies in a mapped arena of this heap, whose provenance
-        // `map_arena` exposed: the cast takes that provenance. (Deriving the
-        // pointer from the arena's base instead, as the slow paths do, makes
-        // every access below wait for the loads that find the heap and its
-        // hot arena: 0.3-0.4 ns more per free in the shuffled batch.)
+        // `map_arena` exposed, so the pointer takes that provenance. Deriving
+        // it from the hot arena's base instead (`hot_base.with_addr(addr)`,
+        // as every slow path does) makes each access below wait for the load
+        // of `hot_base`: `batch1024/heap-raw` of `cargo bench --bench mem`
+        // took 19 % longer (median of five alternating runs, +14 to +39 %).
+        // Miri checks this in its default (permissive) provenance mode: the
+        // lane runs the tests of this path without `-Zmiri-strict-provenance`.
         let bp = std::ptr::with_exposed_provenance_mut::<u8>(addr);
         let off = addr & POOL_MASK;
         let pool = bp.wrapping_sub(off).cast::<PoolHeader>();
         let g = off >> ALIGNMENT_SHIFT;
         // The pool lies inside a mapped arena of this heap (the hot arena is
         // one, else `arena_of` found one), and `bp`, so `pool`, carries that
-        // arena's provenance (exposed when it was mapped); its header bytes are only ever
-        // written by the heap (or are fresh zeros); `g / 64 < LIVE_WORDS`
-        // since `off < POOL_SIZE`. A set live bit means a live block of an
-        // in-use pool starts at `bp`, which the caller gives up.
+        // arena's provenance: the exposed provenance of the one allocation
+        // that contains `addr` (an arena stays exposed while it is mapped and
+        // is unmapped only with its chunk-table entries and the hot arena
+        // cleared); its header bytes are only ever written by the heap (or
+        // are fresh zeros); `g / 64 < LIVE_WORDS` since `off < POOL_SIZE`. A
+        // set live bit means a live block of an in-use pool starts at `bp`,
+        // which the caller gives up.
         // SAFETY: by the facts above, reading and flipping the live bit and
         // linking the block are exclusive accesses to memory the heap owns.
         unsafe {
@@ -1305,7 +1313,7 @@ impl HeapState {
     #[cold]
     fn explain(&self, addr: usize) -> Result<Located, String> {
         let Some((a, base)) = self.arena_of(addr) else { return self.locate_elsewhere(addr) };
-        let i = (addr - base as usize) >> POOL_SHIFT;
+        let i = (addr - base.addr()) >> POOL_SHIFT;
         if self.arenas[a as usize].inuse[i / 64] & (1u64 << (i % 64)) == 0 {
             return Err("not a live block: its pool holds no blocks (double free, or never allocated)".into());
         }
@@ -1451,7 +1459,7 @@ impl HeapState {
 /// `bp` is a live small block of a heap whose GIL the caller holds.
 #[inline]
 pub(crate) unsafe fn small_block_size(bp: *const u8) -> usize {
-    let pool = bp.wrapping_sub(bp as usize & POOL_MASK).cast::<PoolHeader>();
+    let pool = bp.wrapping_sub(bp.addr() & POOL_MASK).cast::<PoolHeader>();
     // SAFETY: caller: the block's pool is in use, so its header is initialized.
     class_size(unsafe { (*pool).szidx } as usize)
 }
@@ -1491,7 +1499,7 @@ unsafe fn pop_block(pool: *mut PoolHeader, bp: *mut u8) -> NonNull<u8> {
     unsafe {
         (*pool).freeblock = *bp.cast::<*mut u8>();
         (*pool).fast_frees = (*pool).fast_frees.wrapping_add(1);
-        set_live(pool, bp as usize & POOL_MASK);
+        set_live(pool, bp.addr() & POOL_MASK);
         NonNull::new_unchecked(bp)
     }
 }

@@ -27,6 +27,8 @@ mod arena;
 mod heap;
 mod owners;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use api::{Block, GrowthKind, LimiterDecision, MemoryGrowth};
 pub use stats::{MemoryStats, SizeClassStats};
