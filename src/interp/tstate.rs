@@ -56,8 +56,15 @@ struct TsEntry {
 
 /// A thread's epoch handle for one runtime's collector: (runtime uid, weak
 /// "alive" token of that runtime, the handle, boxed so that its address is
-/// stable for the `last_epoch` cache).
-type EpochHandle = (u64, sync::Weak<()>, Box<crossbeam_epoch::LocalHandle>);
+/// stable for the `last_epoch` cache, and a clone of the collector).
+///
+/// The collector clone comes after the handle, so it is dropped after it: a
+/// handle is never the collector's last reference. Otherwise a thread that
+/// outlives its runtime would drop the collector from inside the handle's
+/// own finalization (`Local::finalize(&self)` freeing that `Local`: the
+/// use-after-free-through-a-live-reference of crossbeam-rs/crossbeam#545,
+/// which Miri reports).
+type EpochHandle = (u64, sync::Weak<()>, Box<crossbeam_epoch::LocalHandle>, crossbeam_epoch::Collector);
 
 /// Per-OS-thread context.
 pub(crate) struct ThreadCtx {
@@ -126,12 +133,12 @@ impl ThreadCtx {
     ) -> crossbeam_epoch::Guard {
         self.last_epoch.set((0, std::ptr::null()));
         let mut h = self.epoch_handles.borrow_mut();
-        if !h.iter().any(|(u, _, _)| *u == uid) {
+        if !h.iter().any(|(u, _, _, _)| *u == uid) {
             // Forget handles of dropped runtimes, then register.
-            h.retain(|(_, alive, _)| sync::upgrade(alive).is_some());
-            h.push((uid, sync::downgrade(alive), Box::new(collector.register())));
+            h.retain(|(_, alive, _, _)| sync::upgrade(alive).is_some());
+            h.push((uid, sync::downgrade(alive), Box::new(collector.register()), collector.clone()));
         }
-        let (_, _, handle) = h.iter().find(|(u, _, _)| *u == uid).expect("just ensured");
+        let (_, _, handle, _) = h.iter().find(|(u, _, _, _)| *u == uid).expect("just ensured");
         let ptr: *const crossbeam_epoch::LocalHandle = &**handle;
         self.last_epoch.set((uid, ptr));
         drop(h);
