@@ -2,9 +2,13 @@
 //! index for a definition first imported by two interpreters at once, init
 //! once under concurrent imports, import racing close.
 //!
-//! Under loom, `modules_by_index` (arc-swap) and the by-name map (dashmap)
-//! are loom-visible stand-ins (`src/module/facade.rs`), and a `ModuleDef`'s
-//! index is a loom atomic, so a definition is made (and leaked) per execution.
+//! Under loom, `modules_by_index` is the facade's model of arc-swap's
+//! contract (a loom pointer swap publishing a node whose cell loom checks,
+//! readers announced in a counter, the old node reclaimed after a grace
+//! period: `src/module/facade.rs`), so the wait-free read path is what is
+//! checked; the by-name map (dashmap, itself a locking map) is a loom
+//! `Mutex<HashMap>`. A `ModuleDef`'s index is a loom atomic, so a definition
+//! is made (and leaked) per execution.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -23,6 +27,8 @@ fn tag_init(m: &mut ModuleInit<'_, '_>) -> Result<(), InitError> {
 
 #[test]
 fn table_growth_and_removal_while_another_thread_looks_up() {
+    // Kills `module_relaxed_publish` (a reader's cell read races the
+    // writer's fill of the published node).
     crate::model(|| {
         let rt = Runtime::new(RuntimeConfig::default()).unwrap();
         let (da, db) = (def("a", tag_init), def("b", tag_init));

@@ -1,4 +1,8 @@
 //! Pending calls: added from other threads while the holder drains; close vs add.
+//!
+//! A queued node's data is in a loom cell: the consumer's read of it must
+//! happen after the producer's write, which only the push's Release CAS and
+//! the consumer's Acquire swap provide.
 
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
@@ -7,6 +11,7 @@ use subinterp::{InterpreterConfig, Runtime, RuntimeConfig};
 
 #[test]
 fn calls_added_while_draining_run_exactly_once() {
+    // Kills `pending_relaxed_push` (a causality violation on the node's cell).
     crate::model(|| {
         let rt = Runtime::new(RuntimeConfig::default()).unwrap();
         let a = rt.create(InterpreterConfig::isolated()).unwrap();
@@ -35,6 +40,7 @@ fn calls_added_while_draining_run_exactly_once() {
 
 #[test]
 fn a_call_racing_close_either_runs_or_is_refused() {
+    // Kills `pending_close_no_sentinel` (an accepted call that never runs).
     crate::model(|| {
         let rt = Runtime::new(RuntimeConfig::default()).unwrap();
         let a = rt.create(InterpreterConfig::isolated()).unwrap();

@@ -47,9 +47,9 @@ pub(crate) const CHUNK: usize = 2;
 const FROZEN: usize = 1;
 
 /// One registry entry. `rec` owns references to the record as described in
-/// [`own`]: a strong one that keeps it alive while it is registered and
-/// (outside loom) a weak one that keeps its allocation valid for readers until
-/// the epoch collector retires the entry.
+/// [`own`]: a strong one that keeps it alive while it is registered and a
+/// weak one that keeps its allocation valid for readers until the epoch
+/// collector retires the entry.
 #[derive(Clone, Copy)]
 struct Entry {
     id: InterpreterId,
@@ -117,24 +117,23 @@ unsafe impl Send for SendPtr {}
 
 /// How an entry owns its record.
 ///
-/// Outside loom an entry holds a strong and a weak count. Removal drops the
-/// strong count at once, on the closing thread, so the record's contents (its
-/// tables, its reference to the runtime) are freed by whoever drops the last
-/// handle, never by the epoch collector; only the weak count, which keeps the
+/// An entry holds a strong and a weak count. Removal drops the strong count
+/// at once, on the closing thread, so the record's contents (its tables, its
+/// reference to the runtime) are freed by whoever drops the last handle,
+/// never by the epoch collector; only the weak count, which keeps the
 /// allocation valid for readers that loaded the entry, waits for the epoch.
 /// Readers upgrade the weak count. The collector's deferred work is therefore
 /// a deallocation, cheap enough that readers that happen to run it do not
 /// slow down, and a retired entry never keeps a runtime alive.
 ///
-/// loom's `Arc` has no weak count: under loom an entry holds one strong count,
-/// released by the epoch collector, and readers increment it.
+/// Under loom the facade's `Arc`/`Weak` (loom atomics, `std`'s protocol)
+/// give the models this same ownership, upgrade races included.
 mod own {
     use super::Record;
-    use crate::sync::Arc;
+    use crate::sync::{Arc, Weak};
 
     /// Turns a record into an entry pointer that owns it.
     pub(super) fn publish(rec: Arc<Record>) -> *const Record {
-        #[cfg(not(loom))]
         std::mem::forget(Arc::downgrade(&rec));
         Arc::into_raw(rec)
     }
@@ -144,20 +143,11 @@ mod own {
     /// # Safety
     /// `p` came from [`publish`], and [`release`] has not run for it.
     pub(super) unsafe fn acquire(p: *const Record) -> Option<Arc<Record>> {
-        #[cfg(not(loom))]
-        {
-            // SAFETY: the entry's weak count (made in `publish`, given back in
-            // `release`) keeps the allocation valid; the `ManuallyDrop` leaves
-            // that count to the entry.
-            let weak = std::mem::ManuallyDrop::new(unsafe { std::sync::Weak::from_raw(p) });
-            weak.upgrade()
-        }
-        #[cfg(loom)]
-        // SAFETY: the entry's strong count keeps the record alive until `release`.
-        unsafe {
-            Arc::increment_strong_count(p);
-            Some(Arc::from_raw(p))
-        }
+        // SAFETY: the entry's weak count (made in `publish`, given back in
+        // `release`) keeps the allocation valid; the `ManuallyDrop` leaves
+        // that count to the entry.
+        let weak = std::mem::ManuallyDrop::new(unsafe { Weak::from_raw(p) });
+        weak.upgrade()
     }
 
     /// Called once, when the entry is unlinked: drops what may go at once and
@@ -166,7 +156,6 @@ mod own {
     /// # Safety
     /// `p` came from [`publish`]; `unlink` runs once per `publish`.
     pub(super) unsafe fn unlink(p: *const Record) -> *const Record {
-        #[cfg(not(loom))]
         // SAFETY: gives back the strong count made in `publish`.
         drop(unsafe { Arc::from_raw(p) });
         p
@@ -177,12 +166,74 @@ mod own {
     /// # Safety
     /// `p` came from [`unlink`]; `release` runs once per `unlink`.
     pub(super) unsafe fn release(p: *const Record) {
-        #[cfg(not(loom))]
         // SAFETY: gives back the weak count made in `publish`.
-        drop(unsafe { std::sync::Weak::from_raw(p) });
-        #[cfg(loom)]
-        // SAFETY: gives back the strong count made in `publish`.
-        drop(unsafe { Arc::from_raw(p) });
+        drop(unsafe { Weak::from_raw(p) });
+    }
+}
+
+/// Writer and reader branches that the loom models must reach; counted under
+/// loom only (see `Runtime::loom_registry_branches`).
+#[derive(Clone, Copy)]
+enum Branch {
+    /// A full chunk got a new slot after it (an append).
+    AppendedSlot,
+    /// An insert into the middle of a full chunk split it.
+    Split,
+    /// A removal emptied a slot, which left the top.
+    EmptiedSlot,
+    /// A writer met a frozen slot and published a copy of that top.
+    Helped,
+    /// A top replacer found its slot changed after it read it.
+    SlotChanged,
+    /// A top publication lost its CAS on the head.
+    TopLost,
+    /// A slot swing lost its CAS.
+    SwingLost,
+    /// A reader found an entry whose record was already gone (weak upgrade failed).
+    UpgradeFailed,
+}
+
+#[cfg(loom)]
+const BRANCHES: usize = 8;
+
+#[cfg(loom)]
+impl Branch {
+    const ALL: [Branch; BRANCHES] = [
+        Branch::AppendedSlot,
+        Branch::Split,
+        Branch::EmptiedSlot,
+        Branch::Helped,
+        Branch::SlotChanged,
+        Branch::TopLost,
+        Branch::SwingLost,
+        Branch::UpgradeFailed,
+    ];
+
+    const fn name(self) -> &'static str {
+        match self {
+            Branch::AppendedSlot => "appended_slot",
+            Branch::Split => "split",
+            Branch::EmptiedSlot => "emptied_slot",
+            Branch::Helped => "helped",
+            Branch::SlotChanged => "slot_changed",
+            Branch::TopLost => "top_lost",
+            Branch::SwingLost => "swing_lost",
+            Branch::UpgradeFailed => "upgrade_failed",
+        }
+    }
+}
+
+#[cfg(loom)]
+impl crate::Runtime {
+    /// How often each writer / reader branch of this runtime's registry ran
+    /// so far (loom builds only), by name: `appended_slot`, `split`,
+    /// `emptied_slot`, `helped`, `slot_changed`, `top_lost`, `swing_lost`,
+    /// `upgrade_failed`. Models sum them over their executions and assert the
+    /// paths they are for were reached.
+    #[doc(hidden)]
+    pub fn loom_registry_branches(&self) -> [(&'static str, usize); BRANCHES] {
+        let reg = &self.inner().registry;
+        Branch::ALL.map(|b| (b.name(), reg.branches[b as usize].load(std::sync::atomic::Ordering::Relaxed)))
     }
 }
 
@@ -194,6 +245,9 @@ pub(crate) struct Registry {
     len: AtomicUsize,
     /// Deferred frees not run yet.
     garbage: Arc<AtomicUsize>,
+    /// Branch counts (plain memory, invisible to loom's scheduler).
+    #[cfg(loom)]
+    branches: [std::sync::atomic::AtomicUsize; BRANCHES],
 }
 
 // SAFETY: the raw pointers inside the published tops point to `Send + Sync`
@@ -217,7 +271,18 @@ impl Registry {
             head: Atomic::new(Top { slots: Box::new([]) }),
             len: AtomicUsize::new(0),
             garbage: Arc::new(AtomicUsize::new(0)),
+            #[cfg(loom)]
+            branches: Default::default(),
         }
+    }
+
+    /// Counts `b` (loom builds only; nothing otherwise).
+    #[inline(always)]
+    fn hit(&self, b: Branch) {
+        #[cfg(loom)]
+        self.branches[b as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        #[cfg(not(loom))]
+        let _ = b;
     }
 
     /// Pins this registry's collector on the calling thread.
@@ -252,8 +317,12 @@ impl Registry {
         let es = unsafe { entries(slot.chunk.load(Ordering::Acquire, &guard), &guard) };
         let e = es[es.binary_search_by_key(&id, |e| e.id).ok()?];
         // SAFETY: `e` was reachable under our guard, so its retirement (see
-        // `own::unlink`) has not run yet.
-        unsafe { own::acquire(e.rec) }
+        // `own::release`) has not run yet.
+        let rec = unsafe { own::acquire(e.rec) };
+        if rec.is_none() {
+            self.hit(Branch::UpgradeFailed);
+        }
+        rec
     }
 
     /// Strong references to every registered record, in id order.
@@ -327,6 +396,7 @@ impl Registry {
             };
             let cur = top.slots[i].chunk.load(Ordering::Acquire, &guard);
             if cur.tag() == FROZEN {
+                self.hit(Branch::Helped);
                 self.help(top_sh, &guard);
                 continue;
             }
@@ -357,6 +427,7 @@ impl Registry {
                         (vec![(top.slots[i].fence, l), (rf, r)], vec![l, r], true)
                     };
                     if self.replace_slot(top_sh, i, cur, layout.0, layout.2, &guard) {
+                        self.hit(if layout.2 { Branch::Split } else { Branch::AppendedSlot });
                         return Some(None);
                     }
                     for c in layout.1 {
@@ -382,6 +453,7 @@ impl Registry {
                     // The chunk empties: drop its slot (its range joins the
                     // previous slot's; the first slot's fence stays 0).
                     if self.replace_slot(top_sh, i, cur, Vec::new(), true, &guard) {
+                        self.hit(Branch::EmptiedSlot);
                         return Some(Some(removed));
                     }
                 }
@@ -399,6 +471,7 @@ impl Registry {
                 true
             }
             Err(_) => {
+                self.hit(Branch::SwingLost);
                 if !next.is_null() {
                     // SAFETY: `next` was never published; we still own it.
                     drop(unsafe { next.into_owned() });
@@ -412,6 +485,10 @@ impl Registry {
     fn freeze<'g>(&self, top_sh: Shared<'g, Top>, guard: &'g Guard) -> Vec<Shared<'g, Chunk>> {
         // SAFETY: as in `walk`.
         let top = unsafe { top_sh.deref() };
+        if sync::mutation("registry_no_freeze") {
+            // (Mutation: copy the slots without tagging them.)
+            return top.slots.iter().map(|slot| slot.chunk.load(Ordering::Acquire, guard).with_tag(0)).collect();
+        }
         top.slots
             .iter()
             .map(|slot| loop {
@@ -449,6 +526,7 @@ impl Registry {
         if frozen[i] != cur.with_tag(0) {
             // Someone changed slot `i` after we read it: publish a plain copy
             // (the old top is frozen for good) and let the caller retry.
+            self.hit(Branch::SlotChanged);
             self.help(top_sh, guard);
             return false;
         }
@@ -490,7 +568,10 @@ impl Registry {
                 true
             }
             // The new top is dropped; its chunks are shared, not freed.
-            Err(_) => false,
+            Err(_) => {
+                self.hit(Branch::TopLost);
+                false
+            }
         }
     }
 
@@ -549,9 +630,7 @@ impl Registry {
             guard,
         );
         // The writer, not the readers, pays for reclamation: push this
-        // thread's garbage to the global queue and collect now. (Under loom the
-        // deferred part is a strong count, which holds the runtime that owns
-        // this collector: it must reach the global queue for `quiesce`.)
+        // thread's garbage to the global queue and collect now.
         guard.flush();
     }
 

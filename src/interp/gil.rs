@@ -35,8 +35,15 @@ const CLOSE_PENDING: u32 = 4;
 /// How long a thread spins for the GIL before it parks.
 #[cfg_attr(loom, allow(dead_code))]
 const SPIN_LIMIT: Duration = Duration::from_micros(50);
-/// Spin iterations between two clock reads.
-const SPIN_CHECK_EVERY: u32 = 64;
+/// Spin iterations between two clock reads (under loom, where a spin
+/// iteration is a yield, every iteration).
+const SPIN_CHECK_EVERY: u32 = if cfg!(loom) { 1 } else { 64 };
+/// Under loom (no clock) a spin lasts this many iterations: one attempt, and
+/// the spinner either won or parks. (A yield between attempts lets the holder
+/// run to its release, and loom then never explores a waiter that parks
+/// behind a holder: the lost wake-up went unseen that way.)
+#[cfg_attr(not(loom), allow(dead_code))]
+const LOOM_SPIN_ITERATIONS: u32 = 1;
 /// How often a forced-switch dropper re-checks whether the hand-off happened.
 const FORCED_SWITCH_RECHECK: Duration = Duration::from_millis(1);
 
@@ -53,13 +60,20 @@ fn spin_enabled() -> bool {
     }
 }
 
+/// Whether a spin of `iterations` rounds reads the clock now.
+#[inline]
+#[allow(clippy::modulo_one)] // (every round under loom)
+fn spin_check_due(iterations: u32) -> bool {
+    iterations % SPIN_CHECK_EVERY == 0
+}
+
 /// Whether a spin that began at `start` has run long enough. Under loom, where
-/// time does not exist, a spin lasts a couple of rounds.
+/// time does not exist, a spin lasts [`LOOM_SPIN_ITERATIONS`] rounds.
 fn spin_expired(start: Instant, iterations: u32) -> bool {
     #[cfg(loom)]
     {
         let _ = start;
-        iterations >= 2 * SPIN_CHECK_EVERY
+        iterations >= LOOM_SPIN_ITERATIONS
     }
     #[cfg(not(loom))]
     {
@@ -120,6 +134,9 @@ pub(crate) struct RawGil {
     slow: Mutex<Slow>,
     /// Threads spinning for the GIL before they park (not counted in `waiters`).
     spinners: AtomicU32,
+    /// Priority (returning) threads waiting for the GIL: while one waits, a
+    /// new holder keeps the drop request set (see `on_acquired_contended`).
+    priority_waiters: AtomicU32,
     cond: Condvar,
     switch_cond: Condvar,
     /// Ownership changes (CPython's `switch_number`); written by the holder.
@@ -137,6 +154,7 @@ impl RawGil {
             drop_request: AtomicBool::new(false),
             slow: Mutex::new(Slow::default()),
             spinners: AtomicU32::new(0),
+            priority_waiters: AtomicU32::new(0),
             cond: Condvar::new(),
             switch_cond: Condvar::new(),
             switch_number: AtomicU64::new(0),
@@ -225,22 +243,35 @@ impl RawGil {
                 got = true;
                 break;
             }
-            sync::spin_hint();
             i = i.wrapping_add(1);
-            if i % SPIN_CHECK_EVERY == 0 && spin_expired(start, i) {
+            if spin_check_due(i) && spin_expired(start, i) {
                 break;
             }
+            sync::spin_hint();
         }
         self.spinners.fetch_sub(1, Ordering::SeqCst);
         if got {
-            self.on_acquired_contended(me, start);
+            self.on_acquired_contended(me, priority, start);
         }
         got
     }
 
     /// Bookkeeping after a contended acquisition.
-    fn on_acquired_contended(&self, me: u64, start: Instant) {
+    fn on_acquired_contended(&self, me: u64, priority: bool, start: Instant) {
+        if priority {
+            self.priority_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        // A pending request was addressed to the previous holder, unless a
+        // priority thread still waits: its request stands for this holder too
+        // (else a plain waiter that takes the GIL first consumes it, and the
+        // returning thread waits a whole interval; the three-thread loom model
+        // found this). The fences pair with the one in `acquire_slow`: either
+        // we see its count or its request is ordered after our clear.
         self.drop_request.store(false, Ordering::Relaxed);
+        sync::fence(Ordering::SeqCst);
+        if self.priority_waiters.load(Ordering::Relaxed) > 0 {
+            self.drop_request.store(true, Ordering::Relaxed);
+        }
         bump(&self.stats.acquisitions, 1);
         bump(&self.stats.contended, 1);
         // Time is not modelled under loom (and must not steer the model).
@@ -264,9 +295,13 @@ impl RawGil {
     #[cold]
     fn acquire_slow(&self, me: u64, priority: bool) {
         let start = Instant::now();
+        // (Mutation `no_priority`: a returning thread waits like any other.)
+        let priority = priority && !sync::mutation("no_priority");
         if priority {
             // Coming back from a blocking call: ask the holder to yield now,
             // not after a whole switch interval (no convoy effect).
+            self.priority_waiters.fetch_add(1, Ordering::SeqCst);
+            sync::fence(Ordering::SeqCst);
             self.drop_request.store(true, Ordering::Release);
         }
         if self.spin_acquire(me, priority, start) {
@@ -275,15 +310,16 @@ impl RawGil {
         let mut slow = sync::lock(&self.slow);
         slow.waiters += 1;
         self.word.fetch_or(WAITERS, Ordering::SeqCst);
-        let mut asked = false;
         loop {
             let prev = self.word.fetch_or(LOCKED, Ordering::SeqCst);
             if prev & LOCKED == 0 {
                 break;
             }
-            if priority && !asked {
+            if priority {
+                // Every time it finds the GIL taken, not once: a holder that
+                // saw the first request while this thread was neither
+                // spinning nor queued yet dropped it as stale.
                 self.drop_request.store(true, Ordering::Release);
-                asked = true;
             }
             let seen_switch = self.switch_number.load(Ordering::Relaxed);
             let (s, timed_out) = sync::wait_timeout(&self.cond, &self.slow, slow, self.interval());
@@ -300,9 +336,9 @@ impl RawGil {
         if slow.waiters == 0 {
             self.word.fetch_and(!WAITERS, Ordering::SeqCst);
         }
-        // We hold the GIL now: any pending request was addressed to the
-        // previous holder.
-        self.on_acquired_contended(me, start);
+        // We hold the GIL now: a pending request was addressed to the
+        // previous holder (unless a priority thread waits).
+        self.on_acquired_contended(me, priority, start);
         // Wake a forced-switch dropper waiting for exactly this.
         self.switch_cond.notify_all();
         drop(slow);
@@ -323,11 +359,13 @@ impl RawGil {
     fn release_slow(&self) -> bool {
         let slow = sync::lock(&self.slow);
         let prev = self.word.fetch_and(!LOCKED, Ordering::SeqCst);
-        if prev & WAITERS != 0 {
+        // (Mutation `no_notify`: a parked waiter is left to its timeout.)
+        if prev & WAITERS != 0 && !sync::mutation("no_notify") {
             self.cond.notify_one();
         }
         drop(slow);
-        prev & CLOSE_PENDING != 0
+        // (Mutation `ignore_close_request`: a deferred close is never run.)
+        prev & CLOSE_PENDING != 0 && !sync::mutation("ignore_close_request")
     }
 
     /// Notes that an interpreter under this GIL wants its last leaving thread
@@ -366,12 +404,26 @@ impl RawGil {
         // FORCE_SWITCHING: do not re-take the GIL before someone else had it.
         // A spinner takes it within nanoseconds: spin for that first.
         drop(slow);
+        if sync::mutation("no_forced_switch") {
+            // (Mutation: take the GIL straight back, past the woken waiter,
+            // as a GIL without forced switching does.)
+            loop {
+                let w = self.word.load(Ordering::Relaxed);
+                if w & LOCKED == 0
+                    && self.word.compare_exchange(w, w | LOCKED, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+                {
+                    self.on_acquired_fast(me);
+                    return true;
+                }
+                sync::spin_hint();
+            }
+        }
         let start = Instant::now();
         let mut i: u32 = 0;
         while self.last_holder.load(Ordering::SeqCst) == me && spin_enabled() {
             sync::spin_hint();
             i = i.wrapping_add(1);
-            if i % SPIN_CHECK_EVERY == 0 && spin_expired(start, i) {
+            if spin_check_due(i) && spin_expired(start, i) {
                 break;
             }
         }
@@ -380,7 +432,7 @@ impl RawGil {
             && self.last_holder.load(Ordering::SeqCst) == me
         {
             // Timed: a spinner that takes the GIL does not signal this condvar.
-            let (s, _) = sync::wait_timeout(&self.switch_cond, &self.slow, slow, FORCED_SWITCH_RECHECK);
+            let (s, _) = sync::wait_recheck(&self.switch_cond, &self.slow, slow, FORCED_SWITCH_RECHECK);
             slow = s;
         }
         drop(slow);

@@ -10,14 +10,23 @@
 
 use std::collections::VecDeque;
 
-use crate::sync::{AtomicPtr, Ordering, UnsafeCell};
+use crate::sync::{self, AtomicPtr, Ordering, UnsafeCell};
 use crate::Gil;
 
 /// A call queued with [`Interpreter::add_pending_call`](crate::Interpreter::add_pending_call).
 pub(crate) type PendingFn = Box<dyn for<'i> FnOnce(Gil<'i>) + Send + 'static>;
 
+/// A stack node. Its data lives in a facade `UnsafeCell`: the producer
+/// writes it before the push publishes the node, the consumer that detached
+/// the node reads it, and under loom every such access is checked against
+/// the happens-before order that the push and the swap must create.
 struct Node {
-    call: PendingFn,
+    data: UnsafeCell<NodeData>,
+}
+
+struct NodeData {
+    /// Taken by the consumer (`None` afterwards).
+    call: Option<PendingFn>,
     next: *mut Node,
 }
 
@@ -59,18 +68,25 @@ impl PendingCalls {
 
     /// Queues `call`; hands it back if the queue is closed.
     pub(crate) fn push(&self, call: PendingFn) -> Result<(), PendingFn> {
-        let node = Box::into_raw(Box::new(Node { call, next: std::ptr::null_mut() }));
+        let node = Box::into_raw(Box::new(Node {
+            data: UnsafeCell::new(NodeData { call: Some(call), next: std::ptr::null_mut() }),
+        }));
+        // The push publishes the node's data: Release on success. (Mutation
+        // `pending_relaxed_push`: publish with Relaxed.)
+        let publish = if sync::mutation("pending_relaxed_push") { Ordering::Relaxed } else { Ordering::AcqRel };
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             if head == closed() {
                 // SAFETY: `node` came from `Box::into_raw` above and was never
                 // published, so we still own it.
                 let node = unsafe { Box::from_raw(node) };
-                return Err(node.call);
+                // SAFETY: the node is ours alone (never published).
+                let call = node.data.with_mut(|d| unsafe { (*d).call.take() });
+                return Err(call.expect("a fresh node holds its call"));
             }
             // SAFETY: `node` is not published yet; we own it exclusively.
-            unsafe { (*node).next = head };
-            match self.head.compare_exchange(head, node, Ordering::AcqRel, Ordering::Acquire) {
+            unsafe { (*node).data.with_mut(|d| (*d).next = head) };
+            match self.head.compare_exchange(head, node, publish, Ordering::Acquire) {
                 Ok(_) => return Ok(()),
                 Err(h) => head = h,
             }
@@ -85,8 +101,11 @@ impl PendingCalls {
             // head was created by `Box::into_raw` in `push` and is owned by
             // the single thread that detached it.
             let node = unsafe { Box::from_raw(p) };
-            p = node.next;
-            out.push(node.call);
+            // SAFETY: detached: no other thread can reach the node; its data
+            // was published by the push that the detaching swap read.
+            let (call, next) = node.data.with_mut(|d| unsafe { ((*d).call.take(), (*d).next) });
+            p = next;
+            out.extend(call);
         }
         out.reverse();
         out
@@ -127,7 +146,10 @@ impl PendingCalls {
     /// Closes the queue and returns every call not run yet, in FIFO order.
     /// GIL holder only. Later pushes are refused.
     pub(crate) fn close(&self) -> Vec<PendingFn> {
-        let head = self.head.swap(closed(), Ordering::AcqRel);
+        // (Mutation `pending_close_no_sentinel`: empty the stack but leave it
+        // open, so later pushes are accepted and never run.)
+        let sentinel = if sync::mutation("pending_close_no_sentinel") { std::ptr::null_mut() } else { closed() };
+        let head = self.head.swap(sentinel, Ordering::AcqRel);
         let pushed = if head == closed() { Vec::new() } else { Self::collect(head) };
         // SAFETY: only the GIL holder calls this.
         let mut out: Vec<PendingFn> = self.ready.with_mut(|q| unsafe { (*q).drain(..).collect() });
