@@ -494,13 +494,17 @@ fn close_frees_live_cycles_and_objects() {
 #[test]
 fn another_interpreter_progresses_during_a_big_collection() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+    /// Steps the other interpreter must make while the collection runs.
+    const STEPS: usize = 1000;
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let big = rt.create(InterpreterConfig::isolated()).unwrap();
     let other = rt.create(InterpreterConfig::isolated()).unwrap();
-    let progress = Arc::new(AtomicUsize::new(0));
+    let collecting = Arc::new(AtomicBool::new(false));
     let seen_during = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicBool::new(false));
+    let done = AtomicBool::new(false);
+    let (reached_tx, reached_rx) = mpsc::channel::<usize>();
     std::thread::scope(|s| {
         s.spawn(|| {
             big.with_gil(|g| {
@@ -510,17 +514,18 @@ fn another_interpreter_progresses_during_a_big_collection() {
                     c.list_append(&c).unwrap();
                 }
                 // The collection's start callback runs inside the collection
-                // (the collector is marked busy): it waits for the other
-                // interpreter to make 1,000 steps. Were the other paused by
-                // this collection, the test would hang instead of pass.
-                let (p, seen) = (progress.clone(), seen_during.clone());
+                // (the collector is marked busy): it announces the collection
+                // and waits for the other interpreter to report STEPS steps
+                // made since. Were the other paused by this collection, the
+                // report would never come: the 30 s timeout turns that hang
+                // into a failure below.
+                let (seen, collecting) = (seen_during.clone(), collecting.clone());
                 g.gc_add_callback(move |phase, _, _| {
                     if phase == subinterp::GcPhase::Start {
-                        let p0 = p.load(Ordering::SeqCst);
-                        while p.load(Ordering::SeqCst) < p0 + 1000 {
-                            std::hint::spin_loop();
+                        collecting.store(true, Ordering::SeqCst);
+                        if let Ok(steps) = reached_rx.recv_timeout(Duration::from_secs(30)) {
+                            seen.store(steps, Ordering::SeqCst);
                         }
-                        seen.store(p.load(Ordering::SeqCst) - p0, Ordering::SeqCst);
                     }
                 });
                 let r = g.gc_collect(2).unwrap();
@@ -532,18 +537,33 @@ fn another_interpreter_progresses_during_a_big_collection() {
         s.spawn(|| {
             other
                 .with_gil(|g| {
+                    let mut since = None;
+                    let mut steps = 0usize;
                     while !done.load(Ordering::SeqCst) {
                         let l = g.list(&[]).unwrap();
                         l.list_append(&l).unwrap();
                         drop(l);
-                        if progress.fetch_add(1, Ordering::SeqCst) % 1000 == 0 {
+                        steps += 1;
+                        if steps % 1000 == 0 {
                             g.gc_collect(0).unwrap();
                         }
                         g.checkpoint().unwrap();
+                        if since.is_none() && collecting.load(Ordering::SeqCst) {
+                            since = Some(steps);
+                        }
+                        if let Some(from) = since {
+                            if steps - from == STEPS {
+                                // (The receiver is gone if it timed out.)
+                                let _ = reached_tx.send(STEPS);
+                            }
+                        }
                     }
                 })
                 .unwrap();
         });
     });
-    assert!(seen_during.load(Ordering::SeqCst) >= 1000);
+    assert!(
+        seen_during.load(Ordering::SeqCst) >= STEPS,
+        "the other interpreter made no progress during the collection"
+    );
 }

@@ -18,37 +18,52 @@ fn fast_switching() -> InterpreterConfig {
 }
 
 /// Runs `threads` threads in `interps[i % len]`, each doing `iters` iterations
-/// that flag themselves "inside" and checkpoint; fails if two were ever inside
-/// at once.
+/// that flag themselves "inside", bump a counter with a plain load + store (an
+/// update lost if two threads were ever inside at once) and checkpoint; fails
+/// if two were ever inside at once. No thread leaves before every thread has
+/// started, so the first one in can only leave after the GIL was taken from
+/// it: the switching, not only the exclusion, is exercised.
 fn assert_exclusion(interps: Vec<Interpreter>, threads: usize, iters: usize) {
     let inside = Arc::new(AtomicBool::new(false));
     let violations = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(threads));
     let hs: Vec<_> = (0..threads)
         .map(|t| {
             let interp = interps[t % interps.len()].clone();
-            let (inside, violations, start) = (inside.clone(), violations.clone(), start.clone());
+            let (inside, violations, total, started, start) =
+                (inside.clone(), violations.clone(), total.clone(), started.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
                 interp
                     .with_gil(|g| {
-                        for _ in 0..iters {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        let mut i = 0;
+                        // The hang guard: a GIL that never switches fails
+                        // here instead of hanging the test.
+                        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                        while i < iters || started.load(Ordering::SeqCst) < threads {
                             if inside.swap(true, Ordering::SeqCst) {
                                 violations.fetch_add(1, Ordering::SeqCst);
                             }
-                            std::hint::black_box(0u64);
+                            total.store(total.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                             inside.store(false, Ordering::SeqCst);
                             g.checkpoint().unwrap();
+                            i += 1;
+                            if i % 1024 == 0 {
+                                assert!(std::time::Instant::now() < deadline, "the GIL never switched");
+                            }
                         }
+                        i
                     })
-                    .unwrap();
+                    .unwrap()
             })
         })
         .collect();
-    for h in hs {
-        h.join().unwrap();
-    }
+    let ran: u64 = hs.into_iter().map(|h| h.join().unwrap() as u64).sum();
     assert_eq!(violations.load(Ordering::SeqCst), 0);
+    assert_eq!(total.load(Ordering::SeqCst), ran, "an update made under the GIL was lost");
 }
 
 #[test]
@@ -57,8 +72,13 @@ fn one_gil_excludes_threads_of_one_interpreter() {
     let a = rt.create(fast_switching()).unwrap();
     assert_exclusion(vec![a.clone()], 4, 20_000);
     let s = a.gil_stats();
-    assert!(s.acquisitions >= 4);
-    assert!(s.switches >= 4, "{s:?}");
+    // Every thread but the last to start was made to yield at least once
+    // (each yield is a forced switch), and every yield is one more
+    // acquisition on top of the four entries.
+    assert!(s.forced_switches >= 3, "{s:?}");
+    assert_eq!(s.acquisitions, 4 + s.forced_switches, "{s:?}");
+    assert!(s.contended_acquisitions >= 3 && s.contended_acquisitions <= s.acquisitions, "{s:?}");
+    assert!(s.switches >= 4 && s.switches <= s.acquisitions, "{s:?}");
 }
 
 #[test]
@@ -67,8 +87,10 @@ fn shared_gil_excludes_main_and_legacy_interpreters() {
     rt.main().set_switch_interval(Duration::from_micros(200)).unwrap();
     let legacy = rt.create(InterpreterConfig::legacy()).unwrap();
     assert_exclusion(vec![rt.main(), legacy.clone()], 4, 20_000);
-    // Same GIL: the statistics are main's.
+    // Same GIL: the statistics are main's, and threads of both interpreters
+    // were switched on it.
     assert_eq!(legacy.gil_stats(), rt.main().gil_stats());
+    assert!(legacy.gil_stats().forced_switches >= 3);
 }
 
 #[test]

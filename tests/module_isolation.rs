@@ -19,9 +19,33 @@ static NOT_SUPPORTED: ModuleDef = ModuleDef::new("iso_ns", init).with_multi_inte
 static SUPPORTED: ModuleDef = ModuleDef::new("iso_s", init); // the default, as CPython's
 static PER_GIL: ModuleDef = ModuleDef::new("iso_pig", init).with_multi_interp(MultiInterp::PerInterpreterGil);
 
+fn quiet_init(_: &mut ModuleInit<'_, '_>) -> Result<(), InitError> {
+    Ok(()) // (not `init`: the other test counts its calls)
+}
+static DEFAULT: ModuleDef = ModuleDef::new("iso_default", quiet_init);
+static EXPLICIT: ModuleDef = ModuleDef::new("iso_explicit", quiet_init).with_multi_interp(MultiInterp::Supported);
+
 #[test]
 fn the_default_is_supported_like_cpython() {
-    assert_eq!(SUPPORTED.multi_interp(), MultiInterp::Supported);
+    // A definition that says nothing loads where CPython's default
+    // (`Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED`) loads: everywhere but an
+    // own-GIL interpreter that checks, exactly like one that says `Supported`.
+    assert_eq!(DEFAULT.multi_interp(), MultiInterp::Supported);
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    rt.register_builtin(&DEFAULT).unwrap();
+    rt.register_builtin(&EXPLICIT).unwrap();
+    let own = rt.create(InterpreterConfig::isolated()).unwrap();
+    let shared = rt.create(InterpreterConfig { gil: GilMode::Shared, ..InterpreterConfig::isolated() }).unwrap();
+    let legacy = rt.create(InterpreterConfig::legacy()).unwrap();
+    for (interp, allowed) in [(&rt.main(), true), (&own, false), (&shared, true), (&legacy, true)] {
+        let default = interp.import(DEFAULT.name());
+        let explicit = interp.import(EXPLICIT.name());
+        assert_eq!(default.is_ok(), allowed, "interp {}: {default:?}", interp.id());
+        assert_eq!(explicit.is_ok(), allowed, "interp {}: {explicit:?}", interp.id());
+        if !allowed {
+            assert!(matches!(default, Err(Error::ModuleIsolation { .. })), "{default:?}");
+        }
+    }
 }
 
 #[test]

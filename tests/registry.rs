@@ -34,40 +34,87 @@ fn removed_records_are_freed() {
     assert_eq!(rt.stats().live, 1);
 }
 
-#[test]
-fn dropping_the_runtime_frees_every_record() {
-    let rt = rt();
-    let main = rt.main();
-    let _keep: Vec<_> = (0..10).map(|_| rt.create(InterpreterConfig::isolated()).unwrap()).collect();
-    drop(_keep);
-    let counters_probe = rt.stats();
-    assert_eq!(counters_probe.records_freed, 0);
-    drop(rt);
-    // Only `main` (a handle) is left; it reports closed.
-    assert!(main.with_gil(|_| ()).is_err());
+/// Sets its flag when dropped.
+struct DropFlag(Arc<AtomicBool>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 #[test]
+fn dropping_the_runtime_frees_every_record() {
+    // Every record holds its runtime, so the runtime's own state (here a
+    // finder, which lives in it until it is freed) is dropped only once the
+    // last record is gone: the flag below is the proof that no record
+    // outlived the drop (a cycle or a lost close would keep it false).
+    let rt = rt();
+    let gone = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(gone.clone());
+    rt.add_finder(move |_| {
+        let _ = &flag;
+        None
+    });
+    let main = rt.main();
+    let subs: Vec<_> = (0..10).map(|_| rt.create(InterpreterConfig::isolated()).unwrap()).collect();
+    // Some entered (thread states), one legacy (it holds main's heap), one
+    // whose last id reference is still held (closed by the runtime's drop).
+    for s in &subs[..3] {
+        s.with_gil(|_| ()).unwrap();
+    }
+    let legacy = rt.create(InterpreterConfig::legacy()).unwrap();
+    subs[3].set_requires_idref(true);
+    subs[3].incref_id().unwrap();
+    let ids: Vec<u64> = subs.iter().map(|s| s.id()).collect();
+    drop(subs);
+    assert_eq!(rt.stats().records_freed, 0, "registered records are alive");
+    assert_eq!(rt.len(), 12);
+    drop(rt);
+    // Only handles are left: main's and the legacy one's. They report
+    // closed, and they keep the runtime (and so the finder) alive.
+    assert!(main.with_gil(|_| ()).is_err());
+    assert!(legacy.with_gil(|_| ()).is_err());
+    assert!(!gone.load(Ordering::SeqCst), "the runtime was freed under live handles");
+    drop(legacy);
+    assert!(!gone.load(Ordering::SeqCst));
+    drop(main);
+    assert!(gone.load(Ordering::SeqCst), "a record of the dropped runtime is still alive (ids {ids:?})");
+}
+
+/// With the production chunk size (64 entries; the unit tests use 2): two
+/// churners keep batches of 100 interpreters alive, so chunks fill and new
+/// slots open, their ids interleave, so inserts land in the middle of full
+/// chunks and split them, and each batch is closed in a scrambled order, so
+/// slots empty and the top is replaced, all while a reader looks up every
+/// stable interpreter and an iterator checks each snapshot.
+#[test]
 fn concurrent_create_lookup_iterate_close() {
+    const BATCHES: usize = 20;
+    const BATCH: usize = 100;
     let rt = Arc::new(rt());
     let stable: Vec<_> = (0..100).map(|_| rt.create(InterpreterConfig::isolated()).unwrap()).collect();
     let stable_ids: HashSet<u64> = stable.iter().map(|i| i.id()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(4));
 
-    // Two churners create and close.
     let churners: Vec<_> = (0..2)
         .map(|_| {
             let (rt, stop, start) = (rt.clone(), stop.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
                 let mut ids = Vec::new();
-                for _ in 0..2_000 {
-                    let i = rt.create(InterpreterConfig::isolated()).unwrap();
-                    ids.push(i.id());
-                    assert_eq!(rt.get(i.id()).unwrap(), i);
-                    i.close().unwrap();
-                    assert!(rt.get(i.id()).is_err());
+                for _ in 0..BATCHES {
+                    let batch: Vec<_> = (0..BATCH).map(|_| rt.create(InterpreterConfig::isolated()).unwrap()).collect();
+                    for i in &batch {
+                        assert_eq!(rt.get(i.id()).unwrap(), *i);
+                    }
+                    // A fixed scramble of the batch (coprime stride).
+                    for k in 0..BATCH {
+                        let i = &batch[(k * 37) % BATCH];
+                        ids.push(i.id());
+                        i.close().unwrap();
+                        assert!(rt.get(i.id()).is_err());
+                    }
                 }
                 stop.store(true, Ordering::SeqCst);
                 ids
@@ -113,10 +160,13 @@ fn concurrent_create_lookup_iterate_close() {
     }
     reader.join().unwrap();
     iterator.join().unwrap();
-    assert_eq!(all_ids.len(), 4_000);
+    let churned = 2 * BATCHES * BATCH;
+    assert_eq!(all_ids.len(), churned);
     assert_eq!(rt.len(), 101);
+    assert_eq!(rt.ids().len(), 101);
     assert_eq!(rt.quiesce(), 0);
-    assert_eq!(rt.stats().records_freed, 4_000);
+    assert_eq!(rt.stats().records_freed, churned);
+    assert_eq!(rt.stats().deferred_frees, 0);
 }
 
 #[test]
