@@ -17,6 +17,7 @@
 mod gc;
 mod memory;
 mod scaling;
+mod soak;
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ fn main() {
             Arg::new("scenario")
                 .long("scenario")
                 .default_value("scaling")
-                .value_parser(["scaling", "memory", "gc"])
+                .value_parser(["scaling", "memory", "gc", "soak"])
                 .help("which scenario to run"),
         )
         .arg(
@@ -99,6 +100,7 @@ fn main() {
         "scaling" => (scaling::steps(&opts), scaling::run),
         "memory" => (1, run_memory),
         "gc" => (1, run_gc),
+        "soak" => (1, soak::report),
         other => unreachable!("clap admits only known scenarios, got {other}"),
     };
     let progress = Progress::new(steps);
@@ -132,6 +134,7 @@ fn main() {
             println!("{line}");
         }
     }
+    soak::exit_if_failed();
 }
 
 /// The `memory` scenario (see `memory.rs`): allocation churn in several
