@@ -1175,7 +1175,13 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
         free_obj(g, r);
     }
     let cbs = st(g, |s| {
-        s.weakrefs.clear();
+        // A closed interpreter lives on as a tombstone while handles exist:
+        // give back the tables' and scratch buffers' capacity now.
+        s.weakrefs = Default::default();
+        s.gens = Default::default();
+        s.stack = Vec::new();
+        s.tentative = Vec::new();
+        s.trash = Vec::new();
         std::mem::take(&mut s.callbacks)
     });
     for (_, cb) in cbs {
