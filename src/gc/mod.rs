@@ -258,6 +258,9 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result
         }
     };
     let mut flags = if gc { FLAG_GC } else { 0 };
+    if matches!(body, Body::Custom(_) | Body::Function(_)) {
+        flags |= FLAG_USER_DROP;
+    }
     if size <= crate::mem::SMALL_REQUEST_THRESHOLD {
         flags |= FLAG_SMALL;
     }
@@ -536,15 +539,22 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
 /// Drops a body moved out of a freed object. An embedder value's `Drop` and a
 /// native function's closure (its captures) are user code: they run behind
 /// the catch-unwind boundary, a panic reported like the other callbacks'.
-#[inline]
+#[inline(always)]
 fn drop_body(g: Gil<'_>, body: Body) {
-    match body {
-        Body::Custom(_) | Body::Function(_) => {
-            if let Err(e) = run_callback("drop of an embedder value", || drop(body)) {
-                st(g, |s| s.errors.push(e));
-            }
-        }
-        other => drop(other),
+    if matches!(body, Body::Custom(_) | Body::Function(_)) {
+        drop_user_body(g, body);
+    } else {
+        drop(body);
+    }
+}
+
+/// The user-code half of [`drop_body`], out of line (the collector's free
+/// loops inline the rest).
+#[cold]
+#[inline(never)]
+fn drop_user_body(g: Gil<'_>, body: Body) {
+    if let Err(e) = run_callback("drop of an embedder value", || drop(body)) {
+        st(g, |s| s.errors.push(e));
     }
 }
 
@@ -562,8 +572,17 @@ fn free_block(g: Gil<'_>, r: Raw, flags: u32) {
 /// Frees a dead object (refcount zero or torn down, untracked, its
 /// references taken out): the body is moved out and the block freed before
 /// the body's drop (which may run user code) runs.
+#[inline(always)]
 fn free_obj(g: Gil<'_>, r: Raw) {
     let flags = head(r).flags.get();
+    if flags & FLAG_USER_DROP == 0 {
+        // No user code in this body's drop: dropped in place, then freed.
+        // SAFETY: the object is dead and nothing refers to it; its body is
+        // dropped exactly once, and the block is freed right after.
+        unsafe { std::ptr::drop_in_place(r.as_ptr()) };
+        free_block(g, r, flags);
+        return;
+    }
     // SAFETY: the object is dead and nothing refers to it; its body is read
     // out exactly once, and the block is freed right after.
     let body = unsafe { std::ptr::read(head(r).body.get()) };

@@ -48,6 +48,10 @@ pub(crate) const FLAG_LEGACY_MARK: u32 = 32;
 /// Its death may run user code (an instance given a finalizer, a weakref
 /// object): the collector and the deallocator take their careful paths.
 pub(crate) const FLAG_SPECIAL: u32 = 64;
+/// Its body's drop runs user code (an embedder value, a native function's
+/// closure): the body is moved out and dropped behind the catch-unwind
+/// boundary after the block is freed (`gc::free_obj`).
+pub(crate) const FLAG_USER_DROP: u32 = 128;
 
 pub(crate) use super::items::{Items, SeqKind};
 
