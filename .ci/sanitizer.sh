@@ -8,8 +8,8 @@
 # Without one: the same test binaries (plain debug build) under valgrind memcheck.
 # Exits non-zero on any sanitizer/valgrind error or test failure.
 #
-# Budget: about 5 minutes on 2 cores. Property-test cases default to 10,000
-# under ASan and 300 under valgrind (about 50x slower); override with
+# Budget: about 8 minutes on 2 cores. Property-test cases default to 2,000
+# under ASan (every property test: heap, collector, user code, API state machine) and 300 under valgrind (about 50x slower); override with
 # PROPTEST_CASES. Force a lane with SANITIZER=asan|valgrind.
 #
 # Scope: ASan and memcheck see every access of the unsafe code to memory the
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 # Every integration test binary (all of them touch the heap, the GIL or close;
 # trybuild only compiles, loom needs its own cfg).
 TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil gc gc_props gc_user_code_props soundness
-    module_import module_isolation module_table)
+    module_import module_isolation module_table api_state_machine)
 TEST_ARGS=()
 for t in "${TESTS[@]}"; do TEST_ARGS+=(--test "$t"); done
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-sanitizer}"
@@ -36,7 +36,7 @@ fi
 case "$lane" in
 asan)
     echo "== AddressSanitizer lane ($(cargo +nightly --version))"
-    export PROPTEST_CASES="${PROPTEST_CASES:-10000}"
+    export PROPTEST_CASES="${PROPTEST_CASES:-2000}"
     # --target keeps the sanitizer off build scripts and proc-macros.
     RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on" \
     ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=1:halt_on_error=1" \

@@ -48,7 +48,7 @@ impl RuntimeInner {
     /// close has been claimed.
     pub(crate) fn announce_sub(&self) -> bool {
         let prev = self.subs.fetch_add(1, Ordering::SeqCst);
-        if prev & MAIN_CLOSING != 0 {
+        if prev & MAIN_CLOSING != 0 && !crate::sync::mutation("main_close_unseen") {
             self.subs.fetch_sub(1, Ordering::SeqCst);
             return false;
         }

@@ -103,6 +103,7 @@ mod mutations {
         "pending_close_no_sentinel",
         "registry_no_freeze",
         "module_relaxed_publish",
+        "main_close_unseen",
     ];
 
     pub(super) fn active() -> Option<&'static str> {

@@ -127,7 +127,7 @@ fn a_dying_weakref_is_never_called_back_by_its_target_dying_meanwhile() {
         let w_hits = Rc::new(Cell::new(0));
         let x_hits = Rc::new(Cell::new(0));
         let target = g.instance("T").unwrap();
-        let holder = g.list(&[target.clone()]).unwrap();
+        let holder = g.list(std::slice::from_ref(&target)).unwrap();
         let wh = w_hits.clone();
         let cb_w = g
             .function("cb_w", &[], move |g, _, _| {
@@ -141,7 +141,7 @@ fn a_dying_weakref_is_never_called_back_by_its_target_dying_meanwhile() {
         // target, whose death must not call back with the dying W.
         let xh = x_hits.clone();
         let cb_x = g
-            .function("cb_x", &[holder.clone()], move |g, captured, _| {
+            .function("cb_x", std::slice::from_ref(&holder), move |g, captured, _| {
                 xh.set(xh.get() + 1);
                 captured[0].clear()?;
                 g.none()
@@ -171,7 +171,7 @@ fn a_garbage_weakref_is_not_called_back_when_its_live_target_dies_during_the_col
         let target = g.instance("T").unwrap();
         // The target's holder is outside the garbage (an `Owned` is a root);
         // the garbage's finalizer drops the target's last reference.
-        let holder = g.list(&[target.clone()]).unwrap().to_owned();
+        let holder = g.list(std::slice::from_ref(&target)).unwrap().to_owned();
         let fin = g
             .function("fin", &[], move |g, _, _| {
                 holder.bind(g)?.clear()?;
@@ -202,7 +202,7 @@ fn an_object_resurrected_by_its_finalizer_stays_tracked_and_collectable() {
         g.gc_disable();
         let keep = g.list(&[]).unwrap();
         let fin = g
-            .function("fin", &[keep.clone()], |g, captured, args| {
+            .function("fin", std::slice::from_ref(&keep), |g, captured, args| {
                 captured[0].list_append(&args[0])?;
                 g.none()
             })
@@ -265,7 +265,7 @@ fn drops_run_by_close_cannot_re_enter_the_interpreter_or_use_its_handles() {
             // and a list the Drop tries to reach through another Owned.
             let other = g.list(&[g.int(1).unwrap()]).unwrap();
             let obj = g.new_object(Reenter { log: log.clone(), owned: RefCell::new(Some(other.to_owned())) }).unwrap();
-            let l = g.list(&[obj.clone()]).unwrap();
+            let l = g.list(std::slice::from_ref(&obj)).unwrap();
             l.list_append(&l).unwrap();
             let alive = l.to_owned(); // alive at close            // A limiter hook whose captures re-enter when dropped (after the
                                       // arenas are unmapped).
@@ -610,9 +610,12 @@ fn failing_constructors_release_the_references_they_took() {
             let _one = g.list(&[]).unwrap();
             for _ in 0..1_000 {
                 assert!(matches!(g.list(&[item.clone(), item.clone()]), Err(Error::MemoryError { .. })));
-                assert!(matches!(g.tuple(&[item.clone()]), Err(Error::MemoryError { .. })));
-                assert!(matches!(g.function("f", &[item.clone()], |g, _, _| g.none()), Err(Error::MemoryError { .. })));
-                assert!(matches!(g.code("c", &[item.clone()], 1), Err(Error::MemoryError { .. })));
+                assert!(matches!(g.tuple(std::slice::from_ref(&item)), Err(Error::MemoryError { .. })));
+                assert!(matches!(
+                    g.function("f", std::slice::from_ref(&item), |g, _, _| g.none()),
+                    Err(Error::MemoryError { .. })
+                ));
+                assert!(matches!(g.code("c", std::slice::from_ref(&item), 1), Err(Error::MemoryError { .. })));
                 assert!(matches!(g.weakref(&holder, Some(&cb)), Err(Error::MemoryError { .. })));
             }
             assert_eq!(item.refcount(), item_rc, "failed constructors leaked references to their items");
@@ -628,7 +631,9 @@ fn unbounded_recursion_through_calls_is_a_recursion_error() {
     with(|g| {
         // A function that calls itself through a list it captures.
         let cell = g.list(&[]).unwrap();
-        let f = g.function("f", &[cell.clone()], |_, captured, args| captured[0].get_item(0)?.call(args)).unwrap();
+        let f = g
+            .function("f", std::slice::from_ref(&cell), |_, captured, args| captured[0].get_item(0)?.call(args))
+            .unwrap();
         cell.list_append(&f).unwrap();
         let err = f.call(&[]).unwrap_err();
         assert!(matches!(err, Error::RecursionError { limit: subinterp::MAX_CALL_DEPTH, .. }), "{err:?}");
