@@ -43,6 +43,16 @@ fn assert_heap_hands_out_distinct_blocks(g: Gil<'_>, n: usize) {
     }
 }
 
+/// A function that counts its calls in `hits`.
+fn counting_fn<'i>(g: Gil<'i>, hits: &Rc<Cell<usize>>) -> Obj<'i> {
+    let h = hits.clone();
+    g.function("count", &[], move |g, _, _| {
+        h.set(h.get() + 1);
+        g.none()
+    })
+    .unwrap()
+}
+
 fn collecting_callback<'i>(g: Gil<'i>, hits: &Rc<Cell<usize>>) -> Obj<'i> {
     let h = hits.clone();
     g.function("cb", &[], move |g, _, _| {
@@ -161,13 +171,7 @@ fn a_garbage_weakref_is_not_called_back_when_its_live_target_dies_during_the_col
     with(|g| {
         g.gc_disable();
         let hits = Rc::new(Cell::new(0));
-        let h = hits.clone();
-        let cb = g
-            .function("cb", &[], move |g, _, _| {
-                h.set(h.get() + 1);
-                g.none()
-            })
-            .unwrap();
+        let cb = counting_fn(g, &hits);
         let target = g.instance("T").unwrap();
         // The target's holder is outside the garbage (an `Owned` is a root);
         // the garbage's finalizer drops the target's last reference.
@@ -670,13 +674,7 @@ fn weakrefs_made_by_a_finalizer_to_the_dying_object_end_dead() {
     with(|g| {
         g.gc_disable();
         let hits = Rc::new(Cell::new(0));
-        let h = hits.clone();
-        let cb = g
-            .function("cb", &[], move |g, _, _| {
-                h.set(h.get() + 1);
-                g.none()
-            })
-            .unwrap();
+        let cb = counting_fn(g, &hits);
         let store = g.list(&[]).unwrap();
         let fin = g
             .function("fin", &[store.clone(), cb], |g, captured, args| {
