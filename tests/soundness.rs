@@ -703,3 +703,24 @@ fn weakrefs_made_by_a_finalizer_to_the_dying_object_end_dead() {
         assert_heap_hands_out_distinct_blocks(g, 100);
     });
 }
+
+#[test]
+fn errors_of_user_code_are_kept_up_to_a_bound() {
+    with(|g| {
+        let bad = g.function("bad", &[], |_, _, _| panic!("user code panicked on purpose")).unwrap();
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        for _ in 0..subinterp::MAX_KEPT_ERRORS + 50 {
+            let a = g.instance("A").unwrap();
+            a.set_finalizer(Some(&bad)).unwrap();
+            drop(a);
+        }
+        std::panic::set_hook(prev);
+        assert_eq!(g.gc_take_errors().len(), subinterp::MAX_KEPT_ERRORS);
+        assert_eq!(g.gc_errors_dropped(), 50);
+        let a = g.instance("A").unwrap();
+        a.set_finalizer(Some(&bad)).unwrap();
+        drop(a);
+        assert_eq!(g.gc_take_errors().len(), 1, "taking them makes room again");
+    });
+}

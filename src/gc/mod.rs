@@ -72,6 +72,8 @@ pub(crate) struct GcState {
     next_cb: u64,
     weakrefs: HashMap<usize, Vec<Raw>>,
     errors: Vec<Error>,
+    /// Errors not kept because `errors` was full.
+    errors_dropped: usize,
     /// Frees queued below `MAX_DEALLOC_DEPTH` (the trashcan).
     trash: Vec<Raw>,
     /// Nesting of `dealloc` calls.
@@ -97,7 +99,22 @@ pub(crate) struct GcState {
 const PREFAULT_EVERY: u32 = 512;
 const ENTRIES_PER_PAGE: usize = 4096 / std::mem::size_of::<Raw>();
 
+/// How many errors of user code the collector keeps until they are taken
+/// (`Gil::gc_take_errors`); later ones are counted, not kept, so code that
+/// panics in a loop cannot grow the interpreter's memory without bound.
+pub const MAX_KEPT_ERRORS: usize = 1000;
+
 impl GcState {
+    /// Keeps an error of user code for `gc_take_errors` (up to
+    /// `MAX_KEPT_ERRORS`; past that only counted).
+    fn report(&mut self, e: Error) {
+        if self.errors.len() < MAX_KEPT_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.errors_dropped += 1;
+        }
+    }
+
     /// Keeps the oldest generation's table ready for the survivors it will
     /// take: room for the young generations (growing it here, by doubling,
     /// not inside a collection), and its spare capacity touched one page at
@@ -191,6 +208,7 @@ impl GcCell {
             next_cb: 0,
             weakrefs: HashMap::new(),
             errors: Vec::new(),
+            errors_dropped: 0,
             trash: Vec::new(),
             depth: 0,
             closing: false,
@@ -350,7 +368,7 @@ fn run_fn(g: Gil<'_>, context: &'static str, f: Raw, arg: Raw) {
     let arg = Obj::from_raw_owned(arg, g);
     let r = run_callback(context, || f.call(std::slice::from_ref(&arg)).map(drop));
     if let Err(e) | Ok(Err(e)) = r {
-        st(g, |s| s.errors.push(e));
+        st(g, |s| s.report(e));
     }
 }
 
@@ -475,7 +493,7 @@ fn release_body(g: Gil<'_>, body: Body) {
             let mut out = Vec::new();
             let uid = uid_of(g);
             if let Err(e) = run_callback("Trace::clear", || c.clear_dyn(&mut trace::Cleared { out: &mut out, uid })) {
-                st(g, |s| s.errors.push(e));
+                st(g, |s| s.report(e));
             }
             out.into_iter().for_each(|x| decref(g, x));
             drop_body(g, Body::Custom(c));
@@ -530,7 +548,7 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     let mut kids = Vec::new();
     let uid = uid_of(g);
     if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut kids)) {
-        st(g, |s| s.errors.push(e));
+        st(g, |s| s.report(e));
     }
     free_obj(g, r);
     kids.into_iter().for_each(|k| decref(g, k));
@@ -554,7 +572,7 @@ fn drop_body(g: Gil<'_>, body: Body) {
 #[inline(never)]
 fn drop_user_body(g: Gil<'_>, body: Body) {
     if let Err(e) = run_callback("drop of an embedder value", || drop(body)) {
-        st(g, |s| s.errors.push(e));
+        st(g, |s| s.report(e));
     }
 }
 
@@ -746,7 +764,7 @@ fn run_gc_callbacks(g: Gil<'_>, phase: GcPhase, gen: usize, res: CollectResult) 
     let cbs: Vec<GcCallback> = st(g, |s| s.callbacks.iter().map(|(_, c)| c.clone()).collect());
     for cb in cbs {
         if let Err(e) = run_callback("gc callback", || cb(phase, gen, res)) {
-            st(g, |s| s.errors.push(e));
+            st(g, |s| s.report(e));
         }
         // The last reference if the callback was removed meanwhile: dropping
         // the closure runs its captures' `Drop`s.
@@ -757,7 +775,7 @@ fn run_gc_callbacks(g: Gil<'_>, phase: GcPhase, gen: usize, res: CollectResult) 
 /// Drops a gc callback behind the catch-unwind boundary.
 fn drop_callback(g: Gil<'_>, cb: GcCallback) {
     if let Err(e) = run_callback("drop of a gc callback", || drop(cb)) {
-        st(g, |s| s.errors.push(e));
+        st(g, |s| s.report(e));
     }
 }
 
@@ -961,7 +979,7 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             }
         } else {
             if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-                st(g, |s| s.errors.push(e));
+                st(g, |s| s.report(e));
             }
             for c in taken.drain(..) {
                 freed += release_cleared_aware(g, c);
@@ -1025,7 +1043,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         });
     }
     if let Some(message) = take_trace_panic() {
-        st(g, |s| s.errors.push(Error::CallbackPanicked { context: "Trace::trace", message }));
+        st(g, |s| s.report(Error::CallbackPanicked { context: "Trace::trace", message }));
     }
     if !legacy.is_empty() {
         res.uncollectable = legacy.len();
@@ -1116,7 +1134,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         for &r in &unreachable {
             let mut taken = Vec::new();
             if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-                st(g, |s| s.errors.push(e));
+                st(g, |s| s.report(e));
             }
             if matches!(body(r), Body::Weakref(_)) {
                 st(g, |s| detach_weakref(s, r));
@@ -1149,7 +1167,7 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
     });
     if let Some(gen) = gen {
         if let Err(e) = collect(g, gen, true) {
-            st(g, |s| s.errors.push(e));
+            st(g, |s| s.report(e));
         }
     }
 }
@@ -1180,7 +1198,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     for &r in &all {
         let mut taken = Vec::new();
         if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-            st(g, |s| s.errors.push(e));
+            st(g, |s| s.report(e));
         }
         st(g, |s| {
             drop(clear_weakrefs_to(s, r, |_| false));
@@ -1340,7 +1358,16 @@ impl<'i> Gil<'i> {
 
     /// Takes the errors reported by finalizers, weakref callbacks, clears and
     /// gc callbacks (caught panics, returned errors), like unraisable hooks.
+    ///
+    /// At most [`MAX_KEPT_ERRORS`] are kept between two calls; later ones are
+    /// only counted ([`gc_errors_dropped`](Self::gc_errors_dropped)).
     pub fn gc_take_errors(&self) -> Vec<Error> {
         st(*self, |s| std::mem::take(&mut s.errors))
+    }
+
+    /// How many errors were not kept because [`MAX_KEPT_ERRORS`] were
+    /// waiting to be taken (a running total).
+    pub fn gc_errors_dropped(&self) -> usize {
+        st(*self, |s| s.errors_dropped)
     }
 }
