@@ -150,7 +150,7 @@ pub(crate) fn wait_timeout<'a, T: 'static>(
 /// Under loom a poll is "release the lock, let the other threads run,
 /// re-take it, report a timeout": the caller re-checks its condition after
 /// any other thread made progress.
-pub(crate) fn wait_recheck<'a, T>(
+pub(crate) fn wait_recheck<'a, T: 'static>(
     cond: &Condvar,
     mutex: &'a Mutex<T>,
     guard: MutexGuard<'a, T>,
@@ -158,9 +158,8 @@ pub(crate) fn wait_recheck<'a, T>(
 ) -> (MutexGuard<'a, T>, bool) {
     #[cfg(not(loom))]
     {
-        let _ = mutex;
-        let (g, r) = cond.wait_timeout(guard, dur).unwrap_or_else(std::sync::PoisonError::into_inner);
-        (g, r.timed_out())
+        // Without loom a re-check is an ordinary timed wait.
+        wait_timeout(cond, mutex, guard, dur)
     }
     #[cfg(loom)]
     {

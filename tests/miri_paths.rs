@@ -183,15 +183,21 @@ fn checked_frees_of_own_and_foreign_blocks() {
         let q = unsafe { g.realloc_raw(p.as_ptr(), 700) }.unwrap();
         // SAFETY: `q` holds at least 700 bytes, its first 24 copied.
         assert_eq!(unsafe { std::slice::from_raw_parts(q.as_ptr(), 24) }, &[1; 24]);
+        // SAFETY: `q` is a live block of this heap; the call takes it.
         let r = unsafe { g.realloc_raw(q.as_ptr(), 100) }.unwrap();
         // SAFETY: as above.
         assert_eq!(unsafe { std::slice::from_raw_parts(r.as_ptr(), 24) }, &[1; 24]);
+        // SAFETY: another interpreter's live block: the checked free refuses it.
         assert!(refused(unsafe { g.free_raw(foreign_ptr.as_ptr()) }).starts_with("owned by interpreter"));
         let interior = r.as_ptr().wrapping_add(16);
+        // SAFETY: inside a live block, not its start: refused, nothing freed.
         assert!(refused(unsafe { g.free_raw(interior) }).starts_with("not the start of a block"));
         let mut boxed = Box::new([0u8; 32]);
+        // SAFETY: memory of the system allocator, not of this heap: refused.
         assert!(refused(unsafe { g.free_raw(boxed.as_mut_ptr()) }).starts_with("not owned by this heap"));
+        // SAFETY: `r` is a live block of this heap, freed once here.
         unsafe { g.free_raw(r.as_ptr()) }.unwrap();
+        // SAFETY: `r` is no longer live: the checked free refuses the second free.
         assert!(refused(unsafe { g.free_raw(r.as_ptr()) }).starts_with("double free"));
         // Safe blocks: resized across the large threshold and back.
         let mut blk = g.alloc(10).unwrap();

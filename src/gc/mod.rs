@@ -483,7 +483,7 @@ fn release_body(g: Gil<'_>, body: Body) {
         }
         Body::Function(mut f) => {
             std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
-            drop_body(g, Body::Function(f));
+            drop_user_body(g, Body::Function(f));
         }
         Body::Code(mut c) => {
             std::mem::take(&mut c.consts).into_iter().for_each(|x| decref(g, x));
@@ -496,7 +496,7 @@ fn release_body(g: Gil<'_>, body: Body) {
                 st(g, |s| s.report(e));
             }
             out.into_iter().for_each(|x| decref(g, x));
-            drop_body(g, Body::Custom(c));
+            drop_user_body(g, Body::Custom(c));
         }
         Body::Weakref(mut w) => {
             // The target is not a strong reference; the callback is.
@@ -554,20 +554,10 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     kids.into_iter().for_each(|k| decref(g, k));
 }
 
-/// Drops a body moved out of a freed object. An embedder value's `Drop` and a
-/// native function's closure (its captures) are user code: they run behind
-/// the catch-unwind boundary, a panic reported like the other callbacks'.
-#[inline(always)]
-fn drop_body(g: Gil<'_>, body: Body) {
-    if matches!(body, Body::Custom(_) | Body::Function(_)) {
-        drop_user_body(g, body);
-    } else {
-        drop(body);
-    }
-}
-
-/// The user-code half of [`drop_body`], out of line (the collector's free
-/// loops inline the rest).
+/// Drops a body moved out of a freed object whose drop runs user code (an
+/// embedder value's `Drop`, a native function's closure and its captures):
+/// behind the catch-unwind boundary, a panic reported like the other
+/// callbacks'. Out of line: the collector's free loops stay small.
 #[cold]
 #[inline(never)]
 fn drop_user_body(g: Gil<'_>, body: Body) {
@@ -605,7 +595,7 @@ fn free_obj(g: Gil<'_>, r: Raw) {
     // out exactly once, and the block is freed right after.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
-    drop_body(g, body);
+    drop_user_body(g, body);
 }
 
 /// CPython's `deduce_unreachable` over `objs` (slow path: finalizers and
@@ -1133,11 +1123,9 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         // Clear, then release our holds: the garbage frees itself.
         for &r in &unreachable {
             let mut taken = Vec::new();
+            // (A weakref among them was detached before any user code ran.)
             if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
                 st(g, |s| s.report(e));
-            }
-            if matches!(body(r), Body::Weakref(_)) {
-                st(g, |s| detach_weakref(s, r));
             }
             taken.into_iter().for_each(|t| decref(g, t));
         }
@@ -1177,7 +1165,7 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
 pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     let _ = collect(g, GEN2, false);
     let uid = uid_of(g);
-    g.interpreter().rec.gc.closing.store(true, crate::sync::Ordering::Release);
+    g.interpreter().rec.gc.mark_closing();
     let (all, garbage) = st(g, |s| {
         s.closing = true;
         let mut all = Vec::new();
