@@ -1,6 +1,7 @@
 //! Objects and the per-interpreter generational cycle collector (issue 4).
 //! See `docs/gc.md`.
 
+pub(crate) mod dict;
 pub(crate) mod items;
 pub(crate) mod object;
 pub(crate) mod trace;
