@@ -235,6 +235,14 @@ pub enum Error {
         message: String,
     },
 
+    /// An attribute that does not exist, or cannot be set or deleted
+    /// (CPython's `AttributeError`, with its text).
+    #[error("AttributeError: {message}")]
+    AttributeError {
+        /// What was wrong, in CPython's words.
+        message: String,
+    },
+
     /// Integer arithmetic overflowed `i64`; ints do not wrap. Use floats or
     /// split the computation.
     #[error("OverflowError: {operation} overflowed a 64-bit int; ints do not wrap, use a float or smaller operands")]

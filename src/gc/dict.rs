@@ -15,6 +15,8 @@ pub(crate) enum HKey {
     Str(Box<str>),
     Bytes(Box<[u8]>),
     Tuple(Vec<HKey>),
+    /// An object that hashes and compares by identity: its address.
+    Id(usize),
 }
 
 /// How deeply tuples may nest inside a dict key (CPython's default recursion
@@ -74,6 +76,10 @@ fn hkey_atom(r: Raw) -> Result<HKey> {
         }
         Body::Str(_) => HKey::Str(str_of(r).into()),
         Body::Bytes(_) => HKey::Bytes(bytes_of(r).into()),
+        // Instances, classes, functions, …: by identity (CPython's
+        // `object.__hash__`); the dict holds the key, so its address is unique
+        // while it is there.
+        _ if super::types::hashes_by_identity(r) => HKey::Id(r.as_ptr() as usize),
         _ => return Err(Error::TypeError { message: format!("unhashable type: '{}'", kind_of(r).name()) }),
     })
 }

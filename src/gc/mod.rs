@@ -5,6 +5,7 @@ pub(crate) mod dict;
 pub(crate) mod items;
 pub(crate) mod object;
 pub(crate) mod trace;
+pub(crate) mod types;
 
 use std::collections::HashMap;
 
@@ -72,6 +73,9 @@ pub(crate) struct GcState {
     callbacks: Vec<(u64, GcCallback)>,
     next_cb: u64,
     weakrefs: HashMap<usize, Vec<Raw>>,
+    /// The interpreter's type objects of built-in kinds, embedder types and
+    /// `Gil::instance`'s named classes (one reference each, until close).
+    pub(crate) types: HashMap<types::TypeKey, Raw>,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -208,6 +212,7 @@ impl GcCell {
             callbacks: Vec::new(),
             next_cb: 0,
             weakrefs: HashMap::new(),
+            types: HashMap::new(),
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -480,8 +485,20 @@ fn release_body(g: Gil<'_>, body: Body) {
             i.dict.take_all(&mut out);
             out.extend(i.finalizer.take());
             out.extend(i.legacy.take());
+            out.push(i.class);
             out.into_iter().for_each(|c| decref(g, c));
         }
+        Body::Type(mut t) => {
+            let mut out = std::mem::take(&mut t.bases);
+            out.append(&mut t.mro);
+            t.dict.take_all(&mut out);
+            out.into_iter().for_each(|c| decref(g, c));
+        }
+        Body::Method(m) => {
+            decref(g, m.func);
+            decref(g, m.receiver);
+        }
+        Body::Module(m) => decref(g, m.dict),
         Body::Function(mut f) => {
             std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
             drop_user_body(g, Body::Function(f));
@@ -515,7 +532,7 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     let closing = st(g, |s| s.closing);
     if !closing && !has_flag(r, FLAG_FINALIZED) {
         let fin = match body(r) {
-            Body::Instance(i) => i.finalizer.or(i.legacy),
+            Body::Instance(_) => types::instance_finalizer(r, true),
             _ => None,
         };
         if let Some(f) = fin {
@@ -1077,7 +1094,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
             continue;
         }
         let fin = match body(r) {
-            Body::Instance(i) => i.finalizer,
+            Body::Instance(_) => types::instance_finalizer(r, false),
             _ => None,
         };
         if let Some(f) = fin {
@@ -1169,6 +1186,8 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
     g.interpreter().rec.gc.mark_closing();
     let (all, garbage) = st(g, |s| {
         s.closing = true;
+        // The cache's references go with every other object below.
+        s.types = HashMap::new();
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);

@@ -23,6 +23,7 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 
 pub(crate) use super::dict::{hkey, Dict, HKey};
+pub(crate) use super::types::{Method, ModuleObj, TypeObj};
 use super::trace::{Cleared, Trace, Visitor};
 use crate::error::{Error, Result};
 use crate::interp::tstate::ThreadCtx;
@@ -162,12 +163,19 @@ pub(crate) enum Body {
     Function(Box<Function>),
     Weakref(Box<WeakrefBody>),
     Code(Box<Code>),
+    /// A type object (class).
+    Type(Box<TypeObj>),
+    /// A function bound to an object.
+    Method(Box<Method>),
+    /// A module object.
+    Module(Box<ModuleObj>),
     /// A boxed box: the outer box is thin, which keeps the body 16 bytes.
     Custom(Box<Box<dyn CustomObj>>),
 }
 
 pub(crate) struct Instance {
-    pub(crate) class: Box<str>,
+    /// The instance's type (a strong reference).
+    pub(crate) class: Raw,
     pub(crate) dict: Dict,
     pub(crate) finalizer: Option<Raw>,
     pub(crate) legacy: Option<Raw>,
@@ -235,7 +243,7 @@ pub enum Kind {
     List,
     /// `dict` (insertion ordered).
     Dict,
-    /// An instance: a class name and an attribute dict.
+    /// An instance of a class: its type and an attribute dict.
     Instance,
     /// A native function.
     Function,
@@ -245,6 +253,12 @@ pub enum Kind {
     Code,
     /// An embedder type (see [`Trace`]).
     Custom,
+    /// A type object (a class, or a built-in type).
+    Type,
+    /// A function bound to an object.
+    Method,
+    /// A module object.
+    Module,
 }
 
 impl Kind {
@@ -265,6 +279,9 @@ impl Kind {
             Kind::Weakref => "weakref",
             Kind::Code => "code",
             Kind::Custom => "object",
+            Kind::Type => "type",
+            Kind::Method => "method",
+            Kind::Module => "module",
         }
     }
 }
@@ -368,6 +385,9 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
         Body::Weakref(_) => Kind::Weakref,
         Body::Code(_) => Kind::Code,
         Body::Custom(_) => Kind::Custom,
+        Body::Type(_) => Kind::Type,
+        Body::Method(_) => Kind::Method,
+        Body::Module(_) => Kind::Module,
     }
 }
 
@@ -421,9 +441,19 @@ pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
         Body::Seq(items) => items.iter().for_each(|&i| f(i)),
         Body::Dict(d) => d.traverse(f),
         Body::Instance(inst) => {
+            f(inst.class);
             inst.dict.traverse(f);
             inst.finalizer.into_iter().chain(inst.legacy).for_each(f);
         }
+        Body::Type(t) => {
+            t.bases.iter().chain(&t.mro).for_each(|&b| f(b));
+            t.dict.traverse(f);
+        }
+        Body::Method(m) => {
+            f(m.func);
+            f(m.receiver);
+        }
+        Body::Module(m) => f(m.dict),
         Body::Function(func) => func.captured.iter().for_each(|&i| f(i)),
         Body::Weakref(w) => w.callback.into_iter().for_each(f),
         Body::Code(c) => {
@@ -461,6 +491,16 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
             out.extend(inst.legacy.take());
         }
         Body::Function(func) => out.append(&mut func.captured),
+        Body::Type(t) => {
+            // Bases and MRO stay (as CPython's `type_clear` keeps them): a
+            // cleared class still names its place in the hierarchy; they
+            // are released when it is freed.
+            t.dict.take_all(out);
+        }
+        // A bound method and a module keep their references until freed
+        // (CPython's `meth_clear` / `module_clear` clear the dict only):
+        // the module's dict is cleared as a dict object of its own.
+        Body::Method(_) | Body::Module(_) => {}
         Body::Weakref(w) => out.extend(w.callback.take()),
         Body::Code(c) => {
             out.append(&mut c.consts);
@@ -528,7 +568,10 @@ impl<'i> Obj<'i> {
     /// The type's name (for an instance, its class name).
     pub fn type_name(&self) -> String {
         match body(self.raw) {
-            Body::Instance(i) => i.class.to_string(),
+            Body::Instance(i) => match body(i.class) {
+                Body::Type(t) => t.name.to_string(),
+                _ => "instance".to_string(),
+            },
             Body::Custom(c) => c.type_name().to_string(),
             _ => self.kind().name().to_string(),
         }
@@ -565,7 +608,13 @@ impl<'i> Obj<'i> {
         Owned { raw: self.raw, rec: self.g.interpreter().rec.clone() }
     }
 
-    fn type_error(&self, what: &str) -> Error {
+    /// The pointer (crate-internal).
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> Raw {
+        self.raw
+    }
+
+    pub(crate) fn type_error(&self, what: &str) -> Error {
         Error::TypeError { message: format!("{what}, not '{}'", self.kind().name()) }
     }
 
@@ -796,23 +845,6 @@ impl<'i> Obj<'i> {
         Ok(d.items().map(|(k, v)| (Obj::from_raw_borrowed(k, self.g), Obj::from_raw_borrowed(v, self.g))).collect())
     }
 
-    /// Sets an attribute of an instance.
-    pub fn setattr(&self, name: &str, value: &Obj<'i>) -> Result<()> {
-        if !matches!(body(self.raw), Body::Instance(_)) {
-            return Err(self.type_error("setattr needs an instance"));
-        }
-        let key = self.g.str(name)?;
-        self.dict_set_any(&key, value)
-    }
-
-    /// An attribute of an instance.
-    pub fn getattr(&self, name: &str) -> Result<Option<Obj<'i>>> {
-        match body(self.raw) {
-            Body::Instance(i) => Ok(i.dict.get(&HKey::Str(name.into())).map(|r| Obj::from_raw_borrowed(r, self.g))),
-            _ => Err(self.type_error("getattr needs an instance")),
-        }
-    }
-
     fn set_instance_hook(&self, legacy: bool, f: Option<&Obj<'i>>) -> Result<()> {
         if let Some(f) = f {
             if f.kind() != Kind::Function {
@@ -859,6 +891,10 @@ impl<'i> Obj<'i> {
     /// recursion limit): a deeper call is [`Error::RecursionError`], never a
     /// stack overflow.
     pub fn call(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
+        if let Some(r) = super::types::call_special(self, args) {
+            let _depth = CallDepth::enter()?;
+            return r;
+        }
         let (f, captured) = match body(self.raw) {
             Body::Function(func) => {
                 (func.f.clone(), func.captured.iter().map(|&r| Obj::from_raw_borrowed(r, self.g)).collect::<Vec<_>>())
@@ -1043,6 +1079,11 @@ impl Drop for Owned {
 // ----- constructors -------------------------------------------------------------------
 
 impl<'i> Gil<'i> {
+    /// A new tracked object with `body` (crate-internal).
+    pub(crate) fn new_obj_pub(&self, body: Body) -> Result<Obj<'i>> {
+        self.new_obj(body, true, &[])
+    }
+
     fn new_obj(&self, body: Body, gc: bool, data: &[u8]) -> Result<Obj<'i>> {
         let raw = super::alloc_obj(*self, body, gc, data)?;
         Ok(Obj::from_raw_owned(raw, *self))
@@ -1094,12 +1135,6 @@ impl<'i> Gil<'i> {
     /// A new empty dict (tracked).
     pub fn dict(&self) -> Result<Obj<'i>> {
         self.new_obj(Body::Dict(Box::default()), true, &[])
-    }
-
-    /// A new instance of class `class` with an empty attribute dict (tracked).
-    pub fn instance(&self, class: &str) -> Result<Obj<'i>> {
-        let inst = Instance { class: class.into(), dict: Dict::default(), finalizer: None, legacy: None };
-        self.new_obj(Body::Instance(Box::new(inst)), true, &[])
     }
 
     /// A new native function: `f(gil, captured, args)`; `captured` are
