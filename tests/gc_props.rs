@@ -137,7 +137,11 @@ fn check(g: Gil<'_>, graph: &Graph) -> Result<(), TestCaseError> {
         }
         // Every node is tracked; so is every weakref object.
         let tracked: usize = g.gc_generation_sizes().iter().sum();
-        prop_assert_eq!(tracked - n_weak - classes, graph.kinds.len() - expect_freed, "live nodes differ from the model");
+        prop_assert_eq!(
+            tracked - n_weak - classes,
+            graph.kinds.len() - expect_freed,
+            "live nodes differ from the model"
+        );
         // Objects freed by refcounting alone when the handles dropped are not
         // counted as collected; the rest are.
         prop_assert!(r.collected <= expect_freed);

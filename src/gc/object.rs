@@ -23,8 +23,8 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 
 pub(crate) use super::dict::{hkey, Dict, HKey};
-pub(crate) use super::types::{Method, ModuleObj, TypeObj};
 use super::trace::{Cleared, Trace, Visitor};
+pub(crate) use super::types::{Method, ModuleObj, TypeObj};
 use crate::error::{Error, Result};
 use crate::interp::tstate::ThreadCtx;
 use crate::interp::Record;

@@ -102,16 +102,15 @@ fn c3(bases: &[Raw]) -> Result<Vec<Raw>> {
         if seqs.is_empty() {
             return Ok(out);
         }
-        let head =
-            seqs.iter().map(|s| s[0]).find(|&h| !seqs.iter().any(|s| s[1..].contains(&h))).ok_or_else(|| {
-                let names: Vec<&str> = bases.iter().filter_map(|&b| type_body(b).map(|t| &*t.name)).collect();
-                Error::TypeError {
-                    message: format!(
-                        "Cannot create a consistent method resolution order (MRO) for bases {}",
-                        names.join(", ")
-                    ),
-                }
-            })?;
+        let head = seqs.iter().map(|s| s[0]).find(|&h| !seqs.iter().any(|s| s[1..].contains(&h))).ok_or_else(|| {
+            let names: Vec<&str> = bases.iter().filter_map(|&b| type_body(b).map(|t| &*t.name)).collect();
+            Error::TypeError {
+                message: format!(
+                    "Cannot create a consistent method resolution order (MRO) for bases {}",
+                    names.join(", ")
+                ),
+            }
+        })?;
         out.push(head);
         for s in &mut seqs {
             if s[0] == head {
@@ -181,9 +180,7 @@ impl<'i> Gil<'i> {
     pub fn new_class(&self, name: &str, bases: &[Obj<'i>]) -> Result<Obj<'i>> {
         for b in bases {
             if type_body(b.raw()).is_none() {
-                return Err(Error::TypeError {
-                    message: format!("bases must be types, not '{}'", b.type_name()),
-                });
+                return Err(Error::TypeError { message: format!("bases must be types, not '{}'", b.type_name()) });
             }
         }
         let bases = if bases.is_empty() { vec![self.object_type()?] } else { bases.to_vec() };

@@ -1,0 +1,212 @@
+//! The object model: type objects, instances, bound methods, identity
+//! hashing, attributes (CPython's `Objects/typeobject.c` semantics where the
+//! runtime has them).
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use subinterp::{Error, Gil, InterpreterConfig, Kind, Obj, Runtime, RuntimeConfig};
+
+fn with<R>(f: impl for<'i> FnOnce(Gil<'i>) -> R) -> R {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let i = rt.create(InterpreterConfig::isolated()).unwrap();
+    let r = i.with_gil(f).unwrap();
+    let report = i.close().unwrap();
+    assert_eq!(report.leaked.live_blocks, 0, "nothing left in the heap at close");
+    r
+}
+
+fn counter<'i>(g: Gil<'i>, hits: &Rc<Cell<usize>>) -> Obj<'i> {
+    let hits = hits.clone();
+    g.function("count", &[], move |g, _, _| {
+        hits.set(hits.get() + 1);
+        g.none()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_class_instance_bound_method_cycle_is_collected() {
+    with(|g| {
+        g.gc_disable();
+        let hits = Rc::new(Cell::new(0));
+        let (wc, wi, wm);
+        {
+            let cls = g.new_class("C", &[]).unwrap();
+            let f = g.function("m", &[], |g, _, _| g.none()).unwrap();
+            cls.setattr("m", &f).unwrap();
+            let inst = cls.call(&[]).unwrap();
+            let bound = inst.getattr("m").unwrap().unwrap();
+            assert_eq!(bound.kind(), Kind::Method);
+            // class -> instance -> bound method -> instance, and the class.
+            cls.setattr("the_instance", &inst).unwrap();
+            inst.setattr("bound", &bound).unwrap();
+            wc = g.weakref(&cls, Some(&counter(g, &hits))).unwrap();
+            wi = g.weakref(&inst, Some(&counter(g, &hits))).unwrap();
+            wm = g.weakref(&bound, Some(&counter(g, &hits))).unwrap();
+        }
+        assert!(wc.weakref_get().unwrap().is_some(), "a cycle: refcounting alone frees nothing");
+        let r = g.gc_collect(2).unwrap();
+        assert!(r.collected >= 3, "class, instance and method collected: {r:?}");
+        assert!(wc.weakref_get().unwrap().is_none());
+        assert!(wi.weakref_get().unwrap().is_none());
+        assert!(wm.weakref_get().unwrap().is_none());
+        assert_eq!(hits.get(), 3);
+    });
+}
+
+#[test]
+fn attribute_lookup_follows_the_c3_mro() {
+    with(|g| {
+        // The diamond of CPython's docs: D(B, C), B(A), C(A).
+        let a = g.new_class("A", &[]).unwrap();
+        let b = g.new_class("B", &[a.clone()]).unwrap();
+        let c = g.new_class("C", &[a.clone()]).unwrap();
+        let d = g.new_class("D", &[b.clone(), c.clone()]).unwrap();
+        assert_eq!(d.mro().unwrap().len(), 5, "D, B, C, A, object");
+        let mro = d.mro().unwrap();
+        assert!(mro[0].is(&d) && mro[1].is(&b) && mro[2].is(&c) && mro[3].is(&a));
+        assert!(mro[4].is(&g.object_type().unwrap()));
+        a.setattr("x", &g.int(1).unwrap()).unwrap();
+        c.setattr("x", &g.int(3).unwrap()).unwrap();
+        let inst = d.call(&[]).unwrap();
+        assert_eq!(inst.getattr("x").unwrap().unwrap().as_int(), Some(3), "C comes before A");
+        inst.setattr("x", &g.int(9).unwrap()).unwrap();
+        assert_eq!(inst.getattr("x").unwrap().unwrap().as_int(), Some(9), "the instance's own first");
+        inst.delattr("x").unwrap();
+        assert_eq!(inst.getattr("x").unwrap().unwrap().as_int(), Some(3));
+        assert!(inst.getattr("nope").unwrap().is_none());
+        // An inconsistent order is refused with CPython's text.
+        let err = g.new_class("E", &[a.clone(), b.clone()]).unwrap_err();
+        assert!(
+            err.to_string().contains("Cannot create a consistent method resolution order (MRO) for bases A, B"),
+            "{err}"
+        );
+        assert!(matches!(g.new_class("F", &[g.int(1).unwrap()]), Err(Error::TypeError { .. })));
+    });
+}
+
+#[test]
+fn isinstance_and_issubclass_cover_classes_and_built_ins() {
+    with(|g| {
+        let a = g.new_class("A", &[]).unwrap();
+        let b = g.new_class("B", &[a.clone()]).unwrap();
+        let x = b.call(&[]).unwrap();
+        assert!(x.isinstance(&b).unwrap() && x.isinstance(&a).unwrap());
+        assert!(x.isinstance(&g.object_type().unwrap()).unwrap());
+        assert!(!a.call(&[]).unwrap().isinstance(&b).unwrap());
+        assert!(b.issubclass(&a).unwrap() && !a.issubclass(&b).unwrap());
+        assert!(x.get_type().unwrap().is(&b));
+        assert!(b.get_type().unwrap().is(&g.builtin_type(Kind::Type).unwrap()));
+        let one = g.int(1).unwrap();
+        let int_t = g.builtin_type(Kind::Int).unwrap();
+        assert!(one.isinstance(&int_t).unwrap());
+        assert!(g.bool(true).unwrap().isinstance(&int_t).unwrap(), "bool is a subclass of int");
+        assert!(!g.str("s").unwrap().isinstance(&int_t).unwrap());
+        assert!(one.get_type().unwrap().is(&int_t), "one type object per kind");
+        let err = one.isinstance(&one).unwrap_err();
+        assert!(err.to_string().contains("isinstance() arg 2 must be a type"), "{err}");
+        let err = one.issubclass(&int_t).unwrap_err();
+        assert!(err.to_string().contains("issubclass() arg 1 must be a class"), "{err}");
+    });
+}
+
+#[test]
+fn calling_a_class_runs_init_and_methods_get_their_instance() {
+    with(|g| {
+        let cls = g.new_class("Point", &[]).unwrap();
+        let init = g
+            .function("__init__", &[], |g, _, args| {
+                if args.len() != 3 {
+                    return Err(Error::TypeError { message: "__init__() takes x and y".into() });
+                }
+                args[0].setattr("x", &args[1])?;
+                args[0].setattr("y", &args[2])?;
+                g.none()
+            })
+            .unwrap();
+        let norm1 = g
+            .function("norm1", &[], |g, _, args| {
+                let x = args[0].getattr("x")?.unwrap();
+                let y = args[0].getattr("y")?.unwrap();
+                g.int(x.as_int().unwrap().abs() + y.as_int().unwrap().abs())
+            })
+            .unwrap();
+        cls.setattr("__init__", &init).unwrap();
+        cls.setattr("norm1", &norm1).unwrap();
+        let p = cls.call(&[g.int(3).unwrap(), g.int(-4).unwrap()]).unwrap();
+        assert_eq!(p.type_name(), "Point");
+        assert_eq!(p.getattr("norm1").unwrap().unwrap().call(&[]).unwrap().as_int(), Some(7));
+        // Looked up on the class, the function is not bound.
+        assert_eq!(cls.getattr("norm1").unwrap().unwrap().kind(), Kind::Function);
+        // A failing __init__ fails the call.
+        assert!(cls.call(&[]).is_err());
+    });
+}
+
+#[test]
+fn a_class_del_is_the_finalizer_of_its_instances() {
+    with(|g| {
+        g.gc_disable();
+        let hits = Rc::new(Cell::new(0));
+        let cls = g.new_class("Finalized", &[]).unwrap();
+        cls.setattr("__del__", &counter(g, &hits)).unwrap();
+        drop(cls.call(&[]).unwrap());
+        assert_eq!(hits.get(), 1, "at refcount zero");
+        {
+            let a = cls.call(&[]).unwrap();
+            let b = cls.call(&[]).unwrap();
+            a.setattr("other", &b).unwrap();
+            b.setattr("other", &a).unwrap();
+        }
+        g.gc_collect(2).unwrap();
+        assert_eq!(hits.get(), 3, "in a collection, once each");
+    });
+}
+
+#[test]
+fn instances_classes_and_functions_hash_by_identity() {
+    with(|g| {
+        let cls = g.new_class("K", &[]).unwrap();
+        let (a, b) = (cls.call(&[]).unwrap(), cls.call(&[]).unwrap());
+        let d = g.dict().unwrap();
+        d.dict_set(&a, &g.int(1).unwrap()).unwrap();
+        d.dict_set(&b, &g.int(2).unwrap()).unwrap();
+        d.dict_set(&cls, &g.int(3).unwrap()).unwrap();
+        assert_eq!(d.len().unwrap(), 3);
+        assert_eq!(d.dict_get(&a).unwrap().unwrap().as_int(), Some(1));
+        assert_eq!(d.dict_get(&b).unwrap().unwrap().as_int(), Some(2));
+        assert_eq!(d.dict_get(&cls).unwrap().unwrap().as_int(), Some(3));
+        assert!(d.dict_get(&cls.call(&[]).unwrap()).unwrap().is_none(), "another instance is another key");
+        assert!(d.dict_del(&a).unwrap());
+        assert!(matches!(d.dict_get(&g.list(&[]).unwrap()), Err(Error::TypeError { .. })), "lists stay unhashable");
+    });
+}
+
+#[test]
+fn attributes_of_objects_without_a_dict_are_read_only() {
+    with(|g| {
+        let one = g.int(1).unwrap();
+        let err = one.setattr("x", &one).unwrap_err();
+        assert!(matches!(err, Error::AttributeError { .. }));
+        assert!(err.to_string().contains("'int' object attribute 'x' is read-only"), "{err}");
+        let inst = g.instance("Thing").unwrap();
+        let err = inst.delattr("missing").unwrap_err();
+        assert!(err.to_string().contains("'Thing' object has no attribute 'missing'"), "{err}");
+        // A function on a built-in type binds to built-in objects too.
+        let int_t = g.builtin_type(Kind::Int).unwrap();
+        let double = g.function("double", &[], |g, _, a| g.int(a[0].as_int().unwrap() * 2)).unwrap();
+        int_t.setattr("double", &double).unwrap();
+        assert_eq!(g.int(21).unwrap().getattr("double").unwrap().unwrap().call(&[]).unwrap().as_int(), Some(42));
+    });
+}
+
+#[test]
+fn named_instances_share_their_class() {
+    with(|g| {
+        let a = g.instance("Same").unwrap();
+        let b = g.instance("Same").unwrap();
+        assert!(a.get_type().unwrap().is(&b.get_type().unwrap()));
+        assert!(!a.get_type().unwrap().is(&g.instance("Other").unwrap().get_type().unwrap()));
+    });
+}
