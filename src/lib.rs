@@ -59,7 +59,10 @@ pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTER
 pub use error::{Error, Result};
 pub use gc::object::{Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
 pub use gc::trace::{Cleared, Member, MemberVec, Trace, TraceField, Visitor};
-pub use gc::{CollectResult, GcCallback, GcPhase, GenStats, DEBUG_SAVEALL, DEBUG_STATS, MAX_KEPT_ERRORS};
+pub use gc::{
+    CollectResult, GcCallback, GcDebugOutput, GcPhase, GenStats, DEBUG_COLLECTABLE, DEBUG_LEAK, DEBUG_SAVEALL,
+    DEBUG_STATS, DEBUG_UNCOLLECTABLE, MAX_KEPT_ERRORS,
+};
 pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
 pub use mem::{
     Block, GrowthKind, LeakReport, LimiterDecision, MemoryGrowth, MemoryStats, SizeClassStats, ALIGNMENT,

@@ -32,7 +32,7 @@ fn survivors(g: subinterp::Gil<'_>, n: usize) -> Survivors {
     let pauses = Rc::new(RefCell::new(Vec::new()));
     let started = Rc::new(RefCell::new(None::<Instant>));
     let (p, s) = (pauses.clone(), started.clone());
-    let id = g.gc_add_callback(move |phase, _, _| match phase {
+    let id = g.gc_add_callback(move |_, phase, _, _| match phase {
         GcPhase::Start => *s.borrow_mut() = Some(Instant::now()),
         GcPhase::Stop => {
             if let Some(t) = s.borrow_mut().take() {
@@ -69,7 +69,7 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
             let collected = Rc::new(RefCell::new(0usize));
             let started = Rc::new(RefCell::new(None::<Instant>));
             let (p, c, s) = (pauses.clone(), collected.clone(), started.clone());
-            g.gc_add_callback(move |phase, _, r| match phase {
+            g.gc_add_callback(move |_, phase, _, r| match phase {
                 GcPhase::Start => *s.borrow_mut() = Some(Instant::now()),
                 GcPhase::Stop => {
                     if let Some(t) = s.borrow_mut().take() {

@@ -60,8 +60,8 @@ fn attribute_lookup_follows_the_c3_mro() {
     with(|g| {
         // The diamond of CPython's docs: D(B, C), B(A), C(A).
         let a = g.new_class("A", &[]).unwrap();
-        let b = g.new_class("B", &[a.clone()]).unwrap();
-        let c = g.new_class("C", &[a.clone()]).unwrap();
+        let b = g.new_class("B", std::slice::from_ref(&a)).unwrap();
+        let c = g.new_class("C", std::slice::from_ref(&a)).unwrap();
         let d = g.new_class("D", &[b.clone(), c.clone()]).unwrap();
         assert_eq!(d.mro().unwrap().len(), 5, "D, B, C, A, object");
         let mro = d.mro().unwrap();
@@ -90,7 +90,7 @@ fn attribute_lookup_follows_the_c3_mro() {
 fn isinstance_and_issubclass_cover_classes_and_built_ins() {
     with(|g| {
         let a = g.new_class("A", &[]).unwrap();
-        let b = g.new_class("B", &[a.clone()]).unwrap();
+        let b = g.new_class("B", std::slice::from_ref(&a)).unwrap();
         let x = b.call(&[]).unwrap();
         assert!(x.isinstance(&b).unwrap() && x.isinstance(&a).unwrap());
         assert!(x.isinstance(&g.object_type().unwrap()).unwrap());

@@ -288,7 +288,7 @@ fn drops_run_by_close_cannot_re_enter_the_interpreter_or_use_its_handles() {
             .unwrap();
             // A gc callback whose captures re-enter when dropped.
             let cb_guard = OnDrop(log.clone());
-            g.gc_add_callback(move |_, _, _| {
+            g.gc_add_callback(move |_, _, _, _| {
                 let _ = &cb_guard;
             });
             alive
@@ -355,7 +355,7 @@ fn plant_panicking_drops(g: Gil<'_>) -> Vec<subinterp::Owned> {
     })
     .unwrap();
     let bomb2 = Bomb;
-    g.gc_add_callback(move |_, _, _| {
+    g.gc_add_callback(move |_, _, _, _| {
         let _ = &bomb2;
     });
     let f = g.function("f", &[], |g, _, _| g.none()).unwrap();
@@ -527,7 +527,7 @@ fn a_panicking_drop_in_a_careful_dealloc_keeps_the_trashcan_working() {
 fn panicking_and_collecting_gc_callbacks_leave_the_collector_working() {
     with(|g| {
         g.gc_disable();
-        let id = g.gc_add_callback(|_, _, _| panic!("gc callback"));
+        let id = g.gc_add_callback(|_, _, _, _| panic!("gc callback"));
         let l = g.list(&[]).unwrap();
         l.list_append(&l).unwrap();
         drop(l);
@@ -653,7 +653,7 @@ fn a_stop_callback_that_collects_does_not_recurse() {
     with(|g| {
         let hits = Rc::new(Cell::new(0));
         let h = hits.clone();
-        g.gc_add_callback(move |phase, _, _| {
+        g.gc_add_callback(move |_, phase, _, _| {
             if phase == subinterp::GcPhase::Stop {
                 h.set(h.get() + 1);
                 if let Some(i) = Interpreter::current() {

@@ -21,8 +21,19 @@ const PERMANENT: usize = 3;
 
 /// Debug flag: print statistics of each collection to stderr.
 pub const DEBUG_STATS: u32 = 1;
+/// Debug flag: report each collectable object found (CPython's text:
+/// `gc: collectable <TYPE ADDRESS>`), to the debug output
+/// ([`Gil::gc_set_debug_output`], stderr by default).
+pub const DEBUG_COLLECTABLE: u32 = 2;
+/// Debug flag: report each uncollectable object found
+/// (`gc: uncollectable <TYPE ADDRESS>`), and at close the count of what
+/// `gc.garbage` still holds.
+pub const DEBUG_UNCOLLECTABLE: u32 = 4;
 /// Debug flag: keep all unreachable objects in [`Gil::gc_garbage`] instead of freeing them.
 pub const DEBUG_SAVEALL: u32 = 32;
+/// Debug flags: `DEBUG_COLLECTABLE | DEBUG_UNCOLLECTABLE | DEBUG_SAVEALL`
+/// (CPython's `gc.DEBUG_LEAK`).
+pub const DEBUG_LEAK: u32 = DEBUG_COLLECTABLE | DEBUG_UNCOLLECTABLE | DEBUG_SAVEALL;
 
 /// Per-generation statistics (`gc.get_stats()`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,8 +64,13 @@ pub enum GcPhase {
     Stop,
 }
 
-/// A callback registered with [`Gil::gc_add_callback`].
-pub type GcCallback = std::rc::Rc<dyn Fn(GcPhase, usize, CollectResult)>;
+/// A callback registered with [`Gil::gc_add_callback`]: called with the
+/// interpreter's token, the phase, the generation and (at `Stop`) what the
+/// collection found (CPython's `gc.callbacks` with its `info` dict).
+pub type GcCallback = std::rc::Rc<dyn for<'a> Fn(Gil<'a>, GcPhase, usize, CollectResult)>;
+
+/// Where the debug flags' reports go (see [`Gil::gc_set_debug_output`]).
+pub type GcDebugOutput = std::rc::Rc<dyn Fn(&str)>;
 
 pub(crate) struct GcState {
     /// Generations 0, 1, 2 and the permanent one (`gc.freeze`): tables of
@@ -69,7 +85,11 @@ pub(crate) struct GcState {
     long_lived_pending: usize,
     stats: [GenStats; 3],
     debug: u32,
-    garbage: Vec<Raw>,
+    /// `gc.garbage`: a list object, made when first needed (one reference).
+    garbage: Option<Raw>,
+    /// Reports of the debug flags, delivered when the collection ends.
+    debug_lines: Vec<String>,
+    debug_output: Option<GcDebugOutput>,
     callbacks: Vec<(u64, GcCallback)>,
     next_cb: u64,
     weakrefs: HashMap<usize, Vec<Raw>>,
@@ -208,7 +228,9 @@ impl GcCell {
             long_lived_pending: 0,
             stats: [GenStats::default(); 3],
             debug: 0,
-            garbage: Vec::new(),
+            garbage: None,
+            debug_lines: Vec::new(),
+            debug_output: None,
             callbacks: Vec::new(),
             next_cb: 0,
             weakrefs: HashMap::new(),
@@ -353,7 +375,9 @@ fn clear_weakrefs_to(s: &mut GcState, r: Raw, keep: impl Fn(Raw) -> bool) -> Vec
         return cbs;
     }
     set_flag(r, FLAG_WEAKREFS, false);
-    for wr in s.weakrefs.remove(&(r.as_ptr() as usize)).unwrap_or_default() {
+    // Newest first, as CPython (its list has the newest weakref at the head):
+    // both at refcount death and in a collection.
+    for wr in s.weakrefs.remove(&(r.as_ptr() as usize)).unwrap_or_default().into_iter().rev() {
         // SAFETY: registered weakrefs are alive (they unregister when they die).
         if let Body::Weakref(w) = unsafe { body_mut(wr) } {
             w.target = None;
@@ -771,7 +795,7 @@ fn mark_and_partition(
 fn run_gc_callbacks(g: Gil<'_>, phase: GcPhase, gen: usize, res: CollectResult) {
     let cbs: Vec<GcCallback> = st(g, |s| s.callbacks.iter().map(|(_, c)| c.clone()).collect());
     for cb in cbs {
-        if let Err(e) = run_callback("gc callback", || cb(phase, gen, res)) {
+        if let Err(e) = run_callback("gc callback", || cb(g, phase, gen, res)) {
             st(g, |s| s.report(e));
         }
         // The last reference if the callback was removed meanwhile: dropping
@@ -804,7 +828,9 @@ fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
     if callbacks {
         run_gc_callbacks(g, GcPhase::Start, gen, CollectResult::default());
     }
-    let res = collect_inner(g, gen)?;
+    let res = collect_inner(g, gen);
+    flush_debug_lines(g);
+    let res = res?;
     if callbacks {
         // Still `collecting` (as CPython): a stop callback that collects gets
         // zeros instead of recursing without end.
@@ -874,7 +900,7 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
     let res = if tentative.is_empty() {
         settle_survivors(g, gen, kept);
         CollectResult::default()
-    } else if !special && debug & DEBUG_SAVEALL == 0 {
+    } else if !special && debug & (DEBUG_SAVEALL | DEBUG_COLLECTABLE) == 0 {
         let collected = delete_garbage(g, &tentative, target);
         settle_survivors(g, gen, kept + tentative.len() - collected);
         CollectResult { collected, uncollectable: 0 }
@@ -1054,15 +1080,37 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         st(g, |s| s.report(Error::CallbackPanicked { context: "Trace::trace", message }));
     }
     if !legacy.is_empty() {
+        // CPython's handle_legacy_finalizers: all of them survive and count
+        // as uncollectable; gc.garbage gets those that have a legacy
+        // finalizer themselves (everything, with DEBUG_SAVEALL).
         res.uncollectable = legacy.len();
+        let (mut listed, mut kept) = (Vec::new(), Vec::new());
         st(g, |s| {
             for &r in &legacy {
                 set_flag(r, FLAG_LEGACY_MARK | FLAG_UNREACHABLE, false);
                 s.track(r, GEN2);
-                s.garbage.push(r); // our hold becomes the garbage list's reference
+                if debug & DEBUG_UNCOLLECTABLE != 0 {
+                    s.debug_lines.push(format!("gc: uncollectable <{} {:#x}>", type_name_of(r), r.as_ptr() as usize));
+                }
+                if debug & DEBUG_SAVEALL != 0 || matches!(body(r), Body::Instance(i) if i.legacy.is_some()) {
+                    listed.push(r); // our hold becomes the garbage list's reference
+                } else {
+                    kept.push(r); // alive through the listed ones
+                }
             }
         });
+        garbage_append(g, listed);
+        // Each is referred to by another uncollectable object (that is how it
+        // got here), now kept by gc.garbage: releasing our hold frees nothing.
+        kept.into_iter().for_each(|r| decref(g, r));
         unreachable.retain(|&r| has_flag(r, FLAG_UNREACHABLE));
+    }
+    if debug & DEBUG_COLLECTABLE != 0 {
+        st(g, |s| {
+            for &r in &unreachable {
+                s.debug_lines.push(format!("gc: collectable <{} {:#x}>", type_name_of(r), r.as_ptr() as usize));
+            }
+        });
     }
 
     // Weakrefs that are garbage themselves are cleared first, before any
@@ -1134,9 +1182,9 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
             for &r in &unreachable {
                 set_flag(r, FLAG_UNREACHABLE, false);
                 s.track(r, GEN2);
-                s.garbage.push(r);
             }
         });
+        garbage_append(g, std::mem::take(&mut unreachable));
     } else {
         // Clear, then release our holds: the garbage frees itself.
         for &r in &unreachable {
@@ -1160,6 +1208,67 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
     res
 }
 
+/// The type name of an object, as the debug reports print it.
+fn type_name_of(r: Raw) -> String {
+    object::type_name_raw(r)
+}
+
+/// Appends `objs` to `gc.garbage` (one reference each, handed over), making
+/// the list if needed. If it cannot be made (memory limit), the error is
+/// reported and the references released: the objects stay where they are,
+/// alive through their cycles, and a later collection finds them again.
+fn garbage_append(g: Gil<'_>, objs: Vec<Raw>) {
+    if objs.is_empty() {
+        return;
+    }
+    let list = match garbage_list(g) {
+        Ok(l) => l,
+        Err(e) => {
+            st(g, |s| s.report(e));
+            objs.into_iter().for_each(|r| decref(g, r));
+            return;
+        }
+    };
+    for r in objs {
+        let o = Obj::from_raw_owned(r, g);
+        if let Err(e) = list.list_append(&o) {
+            st(g, |s| s.report(e));
+        }
+    }
+}
+
+/// `gc.garbage`, made on first use.
+fn garbage_list(g: Gil<'_>) -> Result<Obj<'_>> {
+    if let Some(r) = st(g, |s| s.garbage) {
+        return Ok(Obj::from_raw_borrowed(r, g));
+    }
+    let l = g.list(&[])?;
+    st(g, |s| s.garbage = Some(l.clone().into_raw()));
+    Ok(l)
+}
+
+/// Delivers the debug flags' reports of the collection that just ended, to
+/// the debug output (user code: behind the boundary) or stderr.
+fn flush_debug_lines(g: Gil<'_>) {
+    let (lines, out) = st(g, |s| (std::mem::take(&mut s.debug_lines), s.debug_output.clone()));
+    if lines.is_empty() {
+        return;
+    }
+    match out {
+        Some(out) => {
+            for line in &lines {
+                if let Err(e) = run_callback("gc debug output", || out(line)) {
+                    st(g, |s| s.report(e));
+                }
+            }
+            if let Err(e) = run_callback("drop of the gc debug output", || drop(out)) {
+                st(g, |s| s.report(e));
+            }
+        }
+        None => lines.iter().for_each(|l| eprintln!("{l}")),
+    }
+}
+
 /// Runs the scheduled collection (from `checkpoint_slow`, BREAK_GC).
 pub(crate) fn run_scheduled(g: Gil<'_>) {
     let gen = st(g, |s| {
@@ -1180,8 +1289,19 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
 
 /// The final collection and freeing of every object, before the heap's
 /// teardown (GIL held, in `close()`). Returns (objects freed, errors).
-pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
+pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
     let _ = collect(g, GEN2, false);
+    // What gc.garbage still holds after the final collection (CPython warns
+    // "gc: N uncollectable objects at shutdown").
+    let uncollectable: Vec<String> = match st(g, |s| s.garbage) {
+        Some(l) => match body(l) {
+            Body::Seq(items) => {
+                items.iter().map(|&r| format!("<{} {:#x}>", type_name_of(r), r.as_ptr() as usize)).collect()
+            }
+            _ => Vec::new(),
+        },
+        None => Vec::new(),
+    };
     let uid = uid_of(g);
     g.interpreter().rec.gc.mark_closing();
     let (all, garbage) = st(g, |s| {
@@ -1196,7 +1316,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
             gc_head(r).slot.set(0);
             incref(r);
         }
-        (all, std::mem::take(&mut s.garbage))
+        (all, s.garbage.take())
     });
     // From here on no user code gets a token of this interpreter: re-entry
     // and new entries are refused (`Interpreter::enter`), `Owned::bind` and
@@ -1227,12 +1347,24 @@ pub(crate) fn teardown(g: Gil<'_>) -> (usize, Vec<Error>) {
         s.stack = Vec::new();
         s.tentative = Vec::new();
         s.trash = Vec::new();
-        std::mem::take(&mut s.callbacks)
+        s.debug_lines = Vec::new();
+        (std::mem::take(&mut s.callbacks), s.debug_output.take())
     });
+    let (cbs, out) = cbs;
     for (_, cb) in cbs {
         drop_callback(g, cb);
     }
-    (all.len(), st(g, |s| std::mem::take(&mut s.errors)))
+    if let Err(e) = run_callback("drop of the gc debug output", move || drop(out)) {
+        st(g, |s| s.report(e));
+    }
+    Teardown { freed: all.len(), errors: st(g, |s| std::mem::take(&mut s.errors)), uncollectable }
+}
+
+/// What [`teardown`] did.
+pub(crate) struct Teardown {
+    pub(crate) freed: usize,
+    pub(crate) errors: Vec<Error>,
+    pub(crate) uncollectable: Vec<String>,
 }
 
 // ----- the gc module API ------------------------------------------------------------
@@ -1271,6 +1403,17 @@ impl<'i> Gil<'i> {
         st(*self, |s| (s.counts[0], s.counts[1], s.counts[2]))
     }
 
+    /// `gc.set_threshold(...)` for one generation: `generation` 0, 1 or 2,
+    /// the others unchanged (CPython's optional arguments). Errors:
+    /// [`Error::InvalidConfig`] for a generation above 2.
+    pub fn gc_set_threshold_of(&self, generation: usize, threshold: usize) -> Result<()> {
+        if generation > GEN2 {
+            return Err(Error::InvalidConfig { reason: "invalid generation: use 0, 1 or 2".into() });
+        }
+        st(*self, |s| s.thresholds[generation] = threshold);
+        Ok(())
+    }
+
     /// `gc.get_threshold()`; default (2000, 10, 10).
     pub fn gc_get_threshold(&self) -> (usize, usize, usize) {
         st(*self, |s| (s.thresholds[0], s.thresholds[1], s.thresholds[2]))
@@ -1286,7 +1429,8 @@ impl<'i> Gil<'i> {
         st(*self, |s| s.stats)
     }
 
-    /// `gc.set_debug` ([`DEBUG_STATS`], [`DEBUG_SAVEALL`]).
+    /// `gc.set_debug` ([`DEBUG_STATS`], [`DEBUG_COLLECTABLE`],
+    /// [`DEBUG_UNCOLLECTABLE`], [`DEBUG_SAVEALL`], [`DEBUG_LEAK`]).
     pub fn gc_set_debug(&self, flags: u32) {
         st(*self, |s| s.debug = flags)
     }
@@ -1296,17 +1440,108 @@ impl<'i> Gil<'i> {
         st(*self, |s| s.debug)
     }
 
-    /// `gc.garbage`: uncollectable objects (and, with [`DEBUG_SAVEALL`], all
-    /// unreachable ones).
-    pub fn gc_garbage(&self) -> Vec<Obj<'i>> {
-        let raws: Vec<Raw> = st(*self, |s| s.garbage.clone());
-        raws.into_iter().map(|r| Obj::from_raw_borrowed(r, *self)).collect()
+    /// `gc.garbage`: a list object, the interpreter's own, that the
+    /// collector appends to and the embedder may read and change (CPython
+    /// 3.13: objects with a legacy finalizer found in unreachable cycles,
+    /// and with [`DEBUG_SAVEALL`] every unreachable object instead of
+    /// freeing it). Made on first use.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig, DEBUG_SAVEALL};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     g.gc_set_debug(DEBUG_SAVEALL);
+    ///     {
+    ///         let a = g.list(&[])?;
+    ///         a.list_append(&a)?; // a cycle
+    ///     }
+    ///     g.gc_collect(2)?;
+    ///     let garbage = g.gc_garbage()?;
+    ///     assert_eq!(garbage.len()?, 1);
+    ///     garbage.clear()?; // the embedder's to change: the cycle is freed by the next collection
+    ///     g.gc_set_debug(0);
+    ///     assert_eq!(g.gc_collect(2)?.collected, 1);
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn gc_garbage(&self) -> Result<Obj<'i>> {
+        garbage_list(*self)
     }
 
     /// Empties `gc.garbage` (its references are released).
     pub fn gc_clear_garbage(&self) {
-        let raws = st(*self, |s| std::mem::take(&mut s.garbage));
-        raws.into_iter().for_each(|r| decref(*self, r));
+        if let Some(r) = st(*self, |s| s.garbage) {
+            let _ = Obj::from_raw_borrowed(r, *self).clear();
+        }
+    }
+
+    /// Where the reports of [`DEBUG_COLLECTABLE`] and [`DEBUG_UNCOLLECTABLE`]
+    /// go: a function called once per line after each collection (user
+    /// code: behind the catch-unwind boundary), or stderr (`None`, the
+    /// default; CPython writes to `sys.stderr`).
+    pub fn gc_set_debug_output(&self, out: Option<impl Fn(&str) + 'static>) {
+        let new = out.map(|f| std::rc::Rc::new(f) as GcDebugOutput);
+        let old = st(*self, |s| std::mem::replace(&mut s.debug_output, new));
+        if let Err(e) = run_callback("drop of the gc debug output", move || drop(old)) {
+            st(*self, |s| s.report(e));
+        }
+    }
+
+    /// `gc.get_objects(generation)`: a new list of the objects the collector
+    /// tracks, in generation `generation` or (`None`) in all three (not the
+    /// permanent generation, as CPython). The list itself is left out.
+    /// Errors: [`Error::InvalidConfig`] for a generation above 2 (CPython's
+    /// `ValueError`).
+    pub fn gc_get_objects(&self, generation: Option<usize>) -> Result<Obj<'i>> {
+        if generation.is_some_and(|gen| gen > GEN2) {
+            return Err(Error::InvalidConfig {
+                reason: "generation parameter must be less than the number of available generations (3)".into(),
+            });
+        }
+        let gens = match generation {
+            Some(gen) => gen..gen + 1,
+            None => 0..GEN2 + 1,
+        };
+        let raws: Vec<Raw> = st(*self, |s| gens.flat_map(|i| s.gens[i].iter().copied()).collect());
+        let objs: Vec<Obj<'i>> = raws.into_iter().map(|r| Obj::from_raw_borrowed(r, *self)).collect();
+        self.list(&objs)
+    }
+
+    /// `gc.get_referrers(*objs)`: a new list of the tracked objects (all
+    /// three generations) that refer to any of `objs`, found by traversing
+    /// each; the list itself is left out.
+    pub fn gc_get_referrers(&self, objs: &[Obj<'i>]) -> Result<Obj<'i>> {
+        let uid = uid_of(*self);
+        let targets: Vec<Raw> = objs.iter().map(|o| o.raw()).collect();
+        let all: Vec<Raw> = st(*self, |s| (0..=GEN2).flat_map(|i| s.gens[i].iter().copied()).collect());
+        let mut found = Vec::new();
+        for r in all {
+            let mut hit = false;
+            traverse(r, uid, &mut |c| hit |= targets.contains(&c));
+            if hit {
+                found.push(Obj::from_raw_borrowed(r, *self));
+            }
+        }
+        if let Some(message) = take_trace_panic() {
+            return Err(Error::CallbackPanicked { context: "Trace::trace", message });
+        }
+        self.list(&found)
+    }
+
+    /// `gc.get_referents(*objs)`: a new list of the objects `objs` refer to
+    /// directly (what their traversal visits; atoms refer to nothing).
+    pub fn gc_get_referents(&self, objs: &[Obj<'i>]) -> Result<Obj<'i>> {
+        let uid = uid_of(*self);
+        let mut found = Vec::new();
+        for o in objs {
+            traverse(o.raw(), uid, &mut |c| found.push(c));
+        }
+        if let Some(message) = take_trace_panic() {
+            return Err(Error::CallbackPanicked { context: "Trace::trace", message });
+        }
+        let found: Vec<Obj<'i>> = found.into_iter().map(|r| Obj::from_raw_borrowed(r, *self)).collect();
+        self.list(&found)
     }
 
     /// `gc.freeze()`: moves every tracked object to the permanent generation.
@@ -1340,8 +1575,32 @@ impl<'i> Gil<'i> {
         st(*self, |s| [0, 1, 2].map(|i| s.gens[i].len()))
     }
 
-    /// Registers a start/stop callback; returns its id.
-    pub fn gc_add_callback(&self, f: impl Fn(GcPhase, usize, CollectResult) + 'static) -> u64 {
+    /// Registers a start/stop callback (CPython's `gc.callbacks`); returns
+    /// its id. It is called with this interpreter's token, so it may
+    /// allocate, inspect objects or change `gc.garbage`; a collection it
+    /// asks for while one runs returns zeros.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig, GcPhase};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let seen = std::rc::Rc::new(std::cell::Cell::new(0));
+    ///     let s = seen.clone();
+    ///     let id = g.gc_add_callback(move |g, phase, _gen, info| {
+    ///         if phase == GcPhase::Stop {
+    ///             s.set(info.collected);
+    ///             let _ = g.gc_garbage(); // the token is usable here
+    ///         }
+    ///     });
+    ///     { let l = g.list(&[])?; l.list_append(&l)?; }
+    ///     g.gc_collect(2)?;
+    ///     assert_eq!(seen.get(), 1);
+    ///     assert!(g.gc_remove_callback(id));
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn gc_add_callback(&self, f: impl for<'a> Fn(Gil<'a>, GcPhase, usize, CollectResult) + 'static) -> u64 {
         st(*self, |s| {
             s.next_cb += 1;
             s.callbacks.push((s.next_cb, std::rc::Rc::new(f)));

@@ -391,6 +391,18 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
     }
 }
 
+/// The type's name of an object (a class's for an instance).
+pub(crate) fn type_name_raw(r: Raw) -> String {
+    match body(r) {
+        Body::Instance(i) => match body(i.class) {
+            Body::Type(t) => t.name.to_string(),
+            _ => "instance".to_string(),
+        },
+        Body::Custom(c) => c.type_name().to_string(),
+        _ => kind_of(r).name().to_string(),
+    }
+}
+
 /// How deeply [`Obj::call`]s may nest on one thread (CPython's default
 /// recursion limit).
 pub const MAX_CALL_DEPTH: usize = 1000;
@@ -567,14 +579,7 @@ impl<'i> Obj<'i> {
 
     /// The type's name (for an instance, its class name).
     pub fn type_name(&self) -> String {
-        match body(self.raw) {
-            Body::Instance(i) => match body(i.class) {
-                Body::Type(t) => t.name.to_string(),
-                _ => "instance".to_string(),
-            },
-            Body::Custom(c) => c.type_name().to_string(),
-            _ => self.kind().name().to_string(),
-        }
+        type_name_raw(self.raw)
     }
 
     /// The current refcount (this handle included).

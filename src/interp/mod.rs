@@ -60,6 +60,10 @@ pub struct CloseReport {
     /// freed: `Drop`s of module states and attributes, of the memory
     /// limiter hook. Finalization completed anyway.
     pub teardown_errors: Vec<Error>,
+    /// What `gc.garbage` still held after the final collection, as
+    /// `<TYPE ADDRESS>` (CPython warns "gc: N uncollectable objects at
+    /// shutdown"); the close freed them.
+    pub uncollectable: Vec<String>,
 }
 
 /// Process-wide counters shared by a runtime and its records.
@@ -649,9 +653,10 @@ impl Interpreter {
         rec.breaker.store(0, Ordering::Relaxed);
         // Objects first (a final collection, then everything is freed), so
         // that no object outlives the heap it lives in.
-        let (freed, errors) = crate::gc::teardown(g);
-        report.objects_freed = freed;
-        report.gc_errors = errors;
+        let torn = crate::gc::teardown(g);
+        report.objects_freed = torn.freed;
+        report.gc_errors = torn.errors;
+        report.uncollectable = torn.uncollectable;
         // Services go in reverse order of need: modules (whose states may
         // hold heap memory) before the heap itself. Their values' and the
         // limiter hook's `Drop`s are user code, run behind the boundary.
