@@ -53,7 +53,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 miri() { # flags, cargo/test arguments...
     local flags="$1"
     shift
-    MIRIFLAGS="$BASE $flags" cargo +nightly miri test --locked "$@" 2>&1 | tee -a "$log"
+    MIRIFLAGS="$BASE $flags" cargo +nightly miri test --locked -p subinterp "$@" 2>&1 | tee -a "$log"
 }
 
 step "1/4 strict provenance: ${STRICT[*]}"

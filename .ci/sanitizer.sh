@@ -40,11 +40,11 @@ asan)
     # --target keeps the sanitizer off build scripts and proc-macros.
     RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on" \
     ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=1:halt_on_error=1" \
-        cargo +nightly test --offline --target x86_64-unknown-linux-gnu "${TEST_ARGS[@]}" -- --test-threads=2
+        cargo +nightly test --offline -p subinterp --target x86_64-unknown-linux-gnu "${TEST_ARGS[@]}" -- --test-threads=2
     # Every unit test of the library.
     RUSTFLAGS="-Zsanitizer=address -Cdebug-assertions=on" \
     ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:abort_on_error=1:halt_on_error=1" \
-        cargo +nightly test --offline --target x86_64-unknown-linux-gnu --lib -- --test-threads=2
+        cargo +nightly test --offline -p subinterp --target x86_64-unknown-linux-gnu --lib -- --test-threads=2
     ;;
 valgrind)
     command -v valgrind >/dev/null || { echo "neither cargo +nightly nor valgrind is available" >&2; exit 2; }
@@ -52,7 +52,7 @@ valgrind)
     export PROPTEST_CASES="${PROPTEST_CASES:-300}"
     # Only the test binaries (cargo also builds the package's [[bin]] targets).
     pattern="/deps/($(IFS='|'; echo "${TESTS[*]}"))-[0-9a-f]+$"
-    mapfile -t bins < <(cargo test --offline --no-run --message-format=json "${TEST_ARGS[@]}" 2>/dev/null \
+    mapfile -t bins < <(cargo test --offline -p subinterp --no-run --message-format=json "${TEST_ARGS[@]}" 2>/dev/null \
         | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -E "$pattern")
     [[ ${#bins[@]} -eq ${#TESTS[@]} ]] || { echo "expected ${#TESTS[@]} test binaries, got ${#bins[@]}" >&2; exit 2; }
     for bin in "${bins[@]}"; do

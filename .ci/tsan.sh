@@ -37,13 +37,13 @@ tsan)
     # --target keeps the sanitizer off build scripts and proc-macros.
     RUSTFLAGS="-Zsanitizer=thread -Cdebug-assertions=on" \
     TSAN_OPTIONS="halt_on_error=1:abort_on_error=1:second_deadlock_stack=1" \
-        cargo +nightly test -Zbuild-std --target "$TARGET" "${TEST_ARGS[@]}" -- --test-threads=2
+        cargo +nightly test -Zbuild-std -p subinterp --target "$TARGET" "${TEST_ARGS[@]}" -- --test-threads=2
     ;;
 helgrind)
     command -v valgrind >/dev/null || { echo "neither cargo +nightly nor valgrind is available" >&2; exit 2; }
     echo "== valgrind helgrind lane ($(valgrind --version))"
     pattern="/deps/($(IFS='|'; echo "${TESTS[*]}"))-[0-9a-f]+$"
-    mapfile -t bins < <(cargo test --no-run --message-format=json "${TEST_ARGS[@]}" 2>/dev/null \
+    mapfile -t bins < <(cargo test -p subinterp --no-run --message-format=json "${TEST_ARGS[@]}" 2>/dev/null \
         | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | grep -E "$pattern")
     [[ ${#bins[@]} -eq ${#TESTS[@]} ]] || { echo "expected ${#TESTS[@]} test binaries, got ${#bins[@]}" >&2; exit 2; }
     for bin in "${bins[@]}"; do

@@ -43,7 +43,7 @@ if [ "$known" != "$listed" ]; then
   exit 1
 fi
 
-bin=$(cargo test --release --test loom --no-run --message-format=json 2>/dev/null |
+bin=$(cargo test --release -p subinterp --test loom --no-run --message-format=json 2>/dev/null |
   grep '"kind":\["test"\]' | grep '"name":"loom"' |
   grep -o '"executable":"[^"]*"' | tail -1 | sed 's/"executable":"\(.*\)"/\1/')
 [ -x "$bin" ] || { echo "loom test binary not found" >&2; exit 1; }

@@ -108,7 +108,7 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
 /// The pause-share loop in CPython (`benches/gc_cpython.py --survivors --json`), if one is found.
 fn cpython_survivors() -> Option<Value> {
     let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/gc_cpython.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/gc_cpython.py");
     let out = std::process::Command::new(python).args([script, "--survivors", "--json"]).output().ok()?;
     out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
 }
