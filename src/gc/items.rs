@@ -1,15 +1,26 @@
 //! [`Items`]: the item vector of a tuple or list, 16 bytes with one item
 //! inline (so a small container is one 32-byte block and the collector's
-//! traversal stays in its cache line), more in a buffer of the system heap.
+//! traversal stays in its cache line), more in a buffer of the
+//! interpreter's heap (counted in `MemoryStats`, under the memory limit; a
+//! refused growth is a `MemoryError`, never an abort).
+//!
+//! The buffer is freed explicitly with the heap that allocated it
+//! ([`Items::free_in`], at the body's drop sites, which hold the GIL).
+//! `Items` has no `Drop`: a buffer nobody freed stays allocated in its heap
+//! (a leak, reported and unmapped at the interpreter's teardown), never a
+//! free through the wrong allocator.
 //!
 //! It carries its sequence's kind (tuple or list): the kind's byte has
 //! invalid values, where the compiler keeps the object body's variant, so a
 //! body is 16 bytes (checked in `object.rs`).
 
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::size_of;
+use std::ptr::NonNull;
 
 use super::object::Raw;
+use crate::error::{Error, Result};
+use crate::mem::{InterpHeap, SMALL_REQUEST_THRESHOLD};
 
 /// Which sequence an [`Items`] belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +35,7 @@ const MAX_CAP_LOG: u8 = 31;
 
 /// A vector of object pointers: capacity `1 << cap_log`; capacity 1
 /// (`cap_log == 0`) keeps the one item in `data` itself; otherwise `data`
-/// points to a buffer of that many pointers (a boxed slice, freed on drop).
+/// points to a heap block of that many pointers (freed by `free_in`).
 /// The items are not owned references by themselves: the body that holds an
 /// `Items` releases them.
 ///
@@ -65,13 +76,21 @@ impl Items {
         std::mem::replace(self, Items::new(self.kind))
     }
 
-    /// Collects `iter` into new items of `kind`.
-    pub(crate) fn collect_from(kind: SeqKind, iter: impl IntoIterator<Item = Raw>) -> Items {
+    /// New items of `kind` with room for `n` (no allocation for `n <= 1`).
+    /// Errors: `MemoryError` when the buffer is refused (nothing allocated).
+    pub(crate) fn with_capacity(kind: SeqKind, heap: &InterpHeap, n: usize) -> Result<Items> {
         let mut items = Items::new(kind);
-        for r in iter {
-            items.push(r);
+        if n > 1 {
+            let log = n.checked_next_power_of_two().map_or(u8::MAX, |p| p.trailing_zeros() as u8).max(2);
+            items.grow_to(heap, log)?;
         }
-        items
+        Ok(items)
+    }
+
+    /// Empties the items, keeping the buffer (for a later `free_in`).
+    #[inline(always)]
+    pub(crate) fn clear_len(&mut self) {
+        self.len = 0;
     }
 
     #[inline(always)]
@@ -138,15 +157,26 @@ impl Items {
         self.as_mut_slice().get_mut(i)
     }
 
-    /// Appends; panics only if the length would pass 2^31 (16 GiB of
-    /// pointers) or the system allocator fails.
-    pub(crate) fn push(&mut self, r: Raw) {
+    /// Appends, growing the buffer in `heap` (which must be the heap of any
+    /// buffer these items already have). Errors: `MemoryError` when the
+    /// heap refuses the growth (limit, limiter hook, the system) or the
+    /// length would pass 2^31; the items are unchanged then.
+    pub(crate) fn push(&mut self, heap: &InterpHeap, r: Raw) -> Result<()> {
         if self.len as usize == self.cap() {
-            self.grow();
+            let log = if self.is_inline() { 2 } else { self.cap_log + 1 };
+            self.grow_to(heap, log)?;
         }
+        self.push_within(r);
+        Ok(())
+    }
+
+    /// Appends into spare capacity (the caller reserved it).
+    #[inline(always)]
+    pub(crate) fn push_within(&mut self, r: Raw) {
+        assert!((self.len as usize) < self.cap(), "push_within without room");
         let len = self.len as usize;
-        // SAFETY: `len < cap` after `grow`: the slot is inside the inline
-        // word or the buffer.
+        // SAFETY: `len < cap` (checked): the slot is inside the inline word
+        // or the buffer.
         unsafe { self.ptr_mut().add(len).write(r) };
         self.len += 1;
     }
@@ -160,58 +190,50 @@ impl Items {
         Some(unsafe { self.ptr().add(self.len as usize).read() })
     }
 
+    /// Moves the items into a new buffer of `1 << log` pointers from `heap`
+    /// and frees the old one. Nothing changes on an error.
     #[cold]
-    fn grow(&mut self) {
-        // 1 (inline), then 4, 8, 16, ...
-        let log = if self.is_inline() { 2 } else { self.cap_log + 1 };
-        assert!(log <= MAX_CAP_LOG, "a list of more than 2^31 items");
-        let mut buf: Box<[MaybeUninit<Raw>]> = Box::new_uninit_slice(1 << log);
-        for (dst, &src) in buf.iter_mut().zip(self.as_slice()) {
-            dst.write(src);
+    fn grow_to(&mut self, heap: &InterpHeap, log: u8) -> Result<()> {
+        if log > MAX_CAP_LOG {
+            return Err(Error::MemoryError {
+                id: heap.id(),
+                requested: usize::MAX,
+                in_use: 0,
+                limit: (1usize << MAX_CAP_LOG) * size_of::<Raw>(),
+            });
         }
-        self.free_buffer();
-        self.data = Box::into_raw(buf).cast::<()>();
+        let bytes = (1usize << log) * size_of::<Raw>();
+        let buf = heap.alloc(bytes)?.cast::<Raw>();
+        // SAFETY: `buf` is a fresh block of `bytes` (≥ `len` pointers),
+        // 16-byte aligned; the source slots are initialized and disjoint.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr(), buf.as_ptr(), self.len as usize) };
+        let len = self.len;
+        // SAFETY: an existing buffer came from `heap` (the caller's
+        // contract, the same heap for every call on these items).
+        unsafe { self.free_in(heap) };
+        self.len = len;
+        self.data = buf.as_ptr().cast::<()>();
         self.cap_log = log;
+        Ok(())
     }
 
-    fn free_buffer(&mut self) {
+    /// Frees the buffer (if any), leaving no items (capacity 1); call it
+    /// once the items are released or copied out.
+    ///
+    /// # Safety
+    /// `heap` is the heap that allocated the buffer (the owning object's
+    /// interpreter's), whose GIL the caller holds.
+    pub(crate) unsafe fn free_in(&mut self, heap: &InterpHeap) {
         if !self.is_inline() {
-            let slice = std::ptr::slice_from_raw_parts_mut(self.data.cast::<MaybeUninit<Raw>>(), self.cap());
-            // SAFETY: `data`/`cap_log` came from `Box::into_raw` of a boxed
-            // slice of exactly `cap()` elements (`grow`); its items need no drop.
-            drop(unsafe { Box::from_raw(slice) });
+            let bytes = self.cap() * size_of::<Raw>();
+            let p = NonNull::new(self.data.cast::<u8>()).expect("a buffer is non-null");
+            // SAFETY: `p` is a live block of `heap` of `bytes` bytes (caller),
+            // small iff `bytes` is a small request; not used after this.
+            unsafe { heap.free_known(p, bytes <= SMALL_REQUEST_THRESHOLD) };
             self.data = std::ptr::null_mut();
             self.cap_log = 0;
+            self.len = 0;
         }
-    }
-}
-
-impl Drop for Items {
-    fn drop(&mut self) {
-        self.free_buffer();
-    }
-}
-
-/// By-value iteration (the items are copied out; the buffer is freed at the end).
-pub(crate) struct IntoIter {
-    items: Items,
-    pos: u32,
-}
-
-impl Iterator for IntoIter {
-    type Item = Raw;
-    fn next(&mut self) -> Option<Raw> {
-        let r = self.items.as_slice().get(self.pos as usize).copied();
-        self.pos += u32::from(r.is_some());
-        r
-    }
-}
-
-impl IntoIterator for Items {
-    type Item = Raw;
-    type IntoIter = IntoIter;
-    fn into_iter(self) -> IntoIter {
-        IntoIter { items: self, pos: 0 }
     }
 }
 
@@ -221,6 +243,7 @@ mod tests {
     use std::ptr::NonNull;
 
     use super::super::object::ObjHead;
+    use crate::mem::InterpHeap;
 
     /// A distinct item that is never dereferenced (an address, no provenance).
     fn raw(i: usize) -> Raw {
@@ -247,13 +270,14 @@ mod tests {
 
     #[test]
     fn inline_then_heap_then_back() {
+        let heap = InterpHeap::new(9_101, None);
         assert_eq!(std::mem::size_of::<Items>(), 16);
         let mut v = Items::new(SeqKind::List);
         assert!(v.is_empty());
-        v.push(raw(0));
+        v.push(&heap, raw(0)).unwrap();
         assert!(v.is_inline());
         for i in 1..100 {
-            v.push(raw(i));
+            v.push(&heap, raw(i)).unwrap();
         }
         assert_eq!(v.len(), 100);
         assert_eq!(
@@ -263,11 +287,14 @@ mod tests {
         *v.get_mut(5).unwrap() = raw(7);
         assert_eq!(*v.get(5).unwrap(), raw(7));
         assert_eq!(v.pop(), Some(raw(99)));
-        let all: Vec<Raw> = v.into_iter().collect();
-        assert_eq!(all.len(), 99);
-        let w = Items::collect_from(SeqKind::Tuple, (0..1).map(raw));
-        assert_eq!((w.kind(), w.is_inline()), (SeqKind::Tuple, true));
-        assert_eq!(w.into_iter().count(), 1);
+        assert_eq!(v.len(), 99);
+        // SAFETY: the buffer came from `heap`.
+        unsafe { v.free_in(&heap) };
+        assert!(v.is_empty());
+        let mut w = Items::with_capacity(SeqKind::Tuple, &heap, 1).unwrap();
+        w.push_within(raw(0));
+        assert_eq!((w.kind(), w.is_inline(), w.len()), (SeqKind::Tuple, true, 1));
+        assert_eq!(heap.teardown().0.live_blocks, 0);
     }
 
     /// An `Items` moved by value (`take`, `mem::replace`, `ptr::read`,
@@ -277,10 +304,11 @@ mod tests {
     /// provenance)" that Miri reported when `data` was a `usize`.
     #[test]
     fn moved_items_keep_their_provenance() {
+        let heap = InterpHeap::new(9_102, None);
         let mut c = cells(9);
         // Inline: one item inside the `data` word.
         let mut one = Items::new(SeqKind::List);
-        one.push(item_of(&mut c, 0));
+        one.push(&heap, item_of(&mut c, 0)).unwrap();
         assert!(one.is_inline());
         let taken = one.take();
         assert!(one.is_empty());
@@ -291,13 +319,12 @@ mod tests {
         // SAFETY: `one` is read out once and then forgotten, so the copy is
         // the only owner (inline: there is no buffer to free twice anyway).
         let copy = unsafe { std::ptr::read(&one) };
-        std::mem::forget(one);
+        let _ = one; // no Drop: the copy alone frees
         assert_eq!(copy.iter().map(|&r| deref(r)).collect::<Vec<_>>(), [1]);
-        assert_eq!(copy.into_iter().map(deref).collect::<Vec<_>>(), [1]);
 
         // A buffer: grown past the inline slot, moved, then shrunk by pops.
         for i in 1..c.len() {
-            moved.push(item_of(&mut c, i));
+            moved.push(&heap, item_of(&mut c, i)).unwrap();
         }
         assert!(!moved.is_inline());
         let mut boxed = Box::new(moved.take());
@@ -308,9 +335,12 @@ mod tests {
         assert_eq!(buf.pop().map(deref), Some(25));
         // SAFETY: as above: `buf` is forgotten, `copy` alone frees the buffer.
         let copy = unsafe { std::ptr::read(&buf) };
-        std::mem::forget(buf);
-        let moved_twice = vec![copy];
-        let all: Vec<u64> = moved_twice.into_iter().flat_map(|i| i.into_iter().map(deref)).collect();
+        let _ = buf; // no Drop: the copy alone frees
+        let mut moved_twice = [copy];
+        let all: Vec<u64> = moved_twice[0].iter().map(|&r| deref(r)).collect();
         assert_eq!(all, [1, 7, 10, 13, 16, 19, 22]);
+        // SAFETY: the buffer came from `heap`.
+        unsafe { moved_twice[0].free_in(&heap) };
+        assert_eq!(heap.teardown().0.live_blocks, 0);
     }
 }

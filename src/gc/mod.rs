@@ -477,11 +477,13 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
         // SAFETY: the object is dead (refcount zero), untracked, and nothing
         // refers to it; its items are read out exactly once, the rest of the
         // body owns nothing else, and the block is freed right after.
-        let items = unsafe { std::ptr::read(items) };
+        let mut items = unsafe { std::ptr::read(items) };
         free_block(g, r, flags);
         for &c in items.as_slice() {
             decref(g, c);
         }
+        // SAFETY: the buffer came from this interpreter's heap; the GIL is held.
+        unsafe { items.free_in(g.heap()) };
         return;
     }
     // SAFETY: as above; the whole body is read out exactly once.
@@ -494,10 +496,12 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
 /// `Drop` runs last).
 fn release_body(g: Gil<'_>, body: Body) {
     match body {
-        Body::Seq(items) => {
+        Body::Seq(mut items) => {
             for &c in items.as_slice() {
                 decref(g, c);
             }
+            // SAFETY: the buffer came from this interpreter's heap; GIL held.
+            unsafe { items.free_in(g.heap()) };
         }
         Body::Dict(mut d) => {
             let mut out = Vec::new();
@@ -625,6 +629,12 @@ fn free_block(g: Gil<'_>, r: Raw, flags: u32) {
 #[inline(always)]
 fn free_obj(g: Gil<'_>, r: Raw) {
     let flags = head(r).flags.get();
+    // SAFETY: the object is dead and nothing refers to it (no borrow of its
+    // body is alive); its item buffer came from this interpreter's heap.
+    if let Body::Seq(items) = unsafe { body_mut(r) } {
+        // SAFETY: as above; the GIL is held.
+        unsafe { items.free_in(g.heap()) };
+    }
     if flags & FLAG_USER_DROP == 0 {
         // No user code in this body's drop: dropped in place, then freed.
         // SAFETY: the object is dead and nothing refers to it; its body is
@@ -1008,9 +1018,12 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         // SAFETY: no reference into the body is alive; taking the items out
         // runs no user code (the reference is dead before `take_refs`).
         if let Body::Seq(items) = unsafe { body_mut(r) } {
-            for &c in items.take().as_slice() {
+            let mut items = items.take();
+            for &c in items.as_slice() {
                 freed += release_cleared_aware(g, c);
             }
+            // SAFETY: the buffer came from this interpreter's heap; GIL held.
+            unsafe { items.free_in(g.heap()) };
         } else {
             if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
                 st(g, |s| s.report(e));

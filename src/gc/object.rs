@@ -12,9 +12,12 @@
 //! 16-byte body): a tracked list or tuple with up to one item is one 32-byte
 //! block, an int or float one 32-byte block (24 bytes rounded up).
 //!
-//! `str`/`bytes` keep their bytes inline, in the same block. Container
-//! contents (list items, dict tables, closures) live in `Box`/`Vec` buffers of
-//! the system allocator, owned by the body.
+//! `str`/`bytes` keep their bytes inline, in the same block. List and tuple
+//! item buffers are blocks of the same heap (`items.rs`: counted, under the
+//! memory limit, freed explicitly at the body's drop sites). Dict tables,
+//! closures, code constants and embedder values are still `Box`/`Vec`
+//! buffers of the system allocator, owned by the body (issue 11, item 3:
+//! not yet moved).
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem::size_of;
@@ -495,7 +498,11 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
     // SAFETY: no reference into this body is alive (shared borrows above
     // ended), and nothing below runs user code.
     match unsafe { body_mut(r) } {
-        Body::Seq(items) => out.extend(items.take()),
+        Body::Seq(items) => {
+            // The buffer stays with the object (freed with it, `free_obj`).
+            out.extend_from_slice(items.as_slice());
+            items.clear_len();
+        }
         Body::Dict(d) => d.take_all(out),
         Body::Instance(inst) => {
             inst.dict.take_all(out);
@@ -720,12 +727,19 @@ impl<'i> Obj<'i> {
     /// Appends to a list.
     pub fn list_append(&self, item: &Obj<'i>) -> Result<()> {
         let r = item.clone().into_raw();
-        // SAFETY: no reference into the body is alive; `push` runs no user code.
+        // SAFETY: no reference into the body is alive; `push` runs no user
+        // code (the heap's limiter hook gets no `Gil`, so it cannot reach
+        // this list).
         match unsafe { body_mut(self.raw) } {
-            Body::Seq(l) if l.is_list() => {
-                l.push(r);
-                Ok(())
-            }
+            Body::Seq(l) if l.is_list() => match l.push(self.g.heap(), r) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // Nothing changed: the list is as it was, the new
+                    // reference is given back.
+                    decref(self.g, r);
+                    Err(e)
+                }
+            },
             _ => {
                 drop(Obj::from_raw_owned(r, self.g));
                 Err(self.type_error("list_append needs a list"))
@@ -1124,16 +1138,28 @@ impl<'i> Gil<'i> {
         self.new_obj(Body::Bytes(v.len()), false, v)
     }
 
-    /// A new tuple (tracked unless empty).
+    /// New items of `kind` holding new references to `items`, their
+    /// buffer in this interpreter's heap (`MemoryError` if refused).
+    fn seq_items(&self, kind: SeqKind, items: &[Obj<'i>]) -> Result<Items> {
+        let mut v = Items::with_capacity(kind, self.heap(), items.len())?;
+        for o in items {
+            v.push_within(o.clone().into_raw());
+        }
+        Ok(v)
+    }
+
+    /// A new tuple (tracked unless empty). Its item buffer is in the
+    /// interpreter's heap: [`Error::MemoryError`] past the memory limit.
     pub fn tuple(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
-        let v = Items::collect_from(SeqKind::Tuple, items.iter().map(|o| o.clone().into_raw()));
+        let v = self.seq_items(SeqKind::Tuple, items)?;
         let gc = !v.is_empty();
         self.new_obj(Body::Seq(v), gc, &[])
     }
 
-    /// A new list (tracked).
+    /// A new list (tracked). Its item buffer is in the interpreter's heap:
+    /// [`Error::MemoryError`] past the memory limit.
     pub fn list(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
-        let v = Items::collect_from(SeqKind::List, items.iter().map(|o| o.clone().into_raw()));
+        let v = self.seq_items(SeqKind::List, items)?;
         self.new_obj(Body::Seq(v), true, &[])
     }
 
