@@ -235,6 +235,14 @@ pub enum Error {
         message: String,
     },
 
+    /// A weak proxy was used after its referent died (CPython's
+    /// `ReferenceError`); keep a strong reference while you need the object.
+    #[error("ReferenceError: {message}")]
+    ReferenceError {
+        /// CPython's text: "weakly-referenced object no longer exists".
+        message: String,
+    },
+
     /// An attribute that does not exist, or cannot be set or deleted
     /// (CPython's `AttributeError`, with its text).
     #[error("AttributeError: {message}")]

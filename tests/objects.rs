@@ -210,3 +210,50 @@ fn named_instances_share_their_class() {
         assert!(!a.get_type().unwrap().is(&g.instance("Other").unwrap().get_type().unwrap()));
     });
 }
+
+/// test_weakref's proxy cases: attribute access and calls go to the
+/// referent, ReferenceError after it died; proxies are unhashable.
+#[test]
+fn weak_proxies_forward_and_fail_after_death() {
+    with(|g| {
+        let obj = g.instance("Target").unwrap();
+        let p = g.weakref_proxy(&obj, None).unwrap();
+        assert_eq!(p.kind(), Kind::WeakProxy);
+        p.setattr("x", &g.int(5).unwrap()).unwrap();
+        assert_eq!(obj.getattr("x").unwrap().unwrap().as_int(), Some(5));
+        assert_eq!(p.getattr("x").unwrap().unwrap().as_int(), Some(5));
+        p.delattr("x").unwrap();
+        assert!(obj.getattr("x").unwrap().is_none());
+        let f = g.function("f", &[], |g, _, a| g.int(a.len() as i64)).unwrap();
+        let pf = g.weakref_proxy(&f, None).unwrap();
+        assert_eq!(pf.call(&[g.none().unwrap()]).unwrap().as_int(), Some(1));
+        let d = g.dict().unwrap();
+        let err = d.dict_set(&p, &obj).unwrap_err();
+        assert!(err.to_string().contains("unhashable type: 'weakref.ProxyType'"), "{err}");
+        drop(obj);
+        let err = p.getattr("x").unwrap_err();
+        assert!(matches!(err, Error::ReferenceError { .. }));
+        assert!(err.to_string().contains("weakly-referenced object no longer exists"));
+        assert!(matches!(p.setattr("x", &f), Err(Error::ReferenceError { .. })));
+    });
+}
+
+/// `__callback__`: the callback while the referent lives, None after.
+#[test]
+fn weakref_callback_is_none_once_the_referent_died() {
+    with(|g| {
+        let hits = Rc::new(Cell::new(0));
+        let cb = counter(g, &hits);
+        let t = g.list(&[]).unwrap();
+        let w = g.weakref(&t, Some(&cb)).unwrap();
+        assert!(w.weakref_callback().unwrap().unwrap().is(&cb));
+        assert!(g.weakref(&t, None).unwrap().weakref_callback().unwrap().is_none());
+        drop(t);
+        assert_eq!(hits.get(), 1);
+        assert!(w.weakref_callback().unwrap().is_none());
+        // Weakrefs (not proxies) hash by identity.
+        let d = g.dict().unwrap();
+        d.dict_set(&w, &cb).unwrap();
+        assert!(d.dict_get(&w).unwrap().is_some());
+    });
+}

@@ -194,6 +194,8 @@ pub(crate) struct WeakrefBody {
     /// Not a strong reference.
     pub(crate) target: Option<Raw>,
     pub(crate) callback: Option<Raw>,
+    /// A proxy (`weakref.proxy`): attribute access and calls go to the target.
+    pub(crate) proxy: bool,
 }
 
 pub(crate) struct Code {
@@ -262,6 +264,8 @@ pub enum Kind {
     Method,
     /// A module object.
     Module,
+    /// A weak proxy (`weakref.proxy`).
+    WeakProxy,
 }
 
 impl Kind {
@@ -285,6 +289,7 @@ impl Kind {
             Kind::Type => "type",
             Kind::Method => "method",
             Kind::Module => "module",
+            Kind::WeakProxy => "weakref.ProxyType",
         }
     }
 }
@@ -385,6 +390,7 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
         Body::Dict(_) => Kind::Dict,
         Body::Instance(_) => Kind::Instance,
         Body::Function(_) => Kind::Function,
+        Body::Weakref(w) if w.proxy => Kind::WeakProxy,
         Body::Weakref(_) => Kind::Weakref,
         Body::Code(_) => Kind::Code,
         Body::Custom(_) => Kind::Custom,
@@ -910,6 +916,9 @@ impl<'i> Obj<'i> {
     /// recursion limit): a deeper call is [`Error::RecursionError`], never a
     /// stack overflow.
     pub fn call(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
+        if let Some(target) = super::types::proxy_target(self)? {
+            return target.call(args);
+        }
         if let Some(r) = super::types::call_special(self, args) {
             let _depth = CallDepth::enter()?;
             return r;
@@ -922,6 +931,16 @@ impl<'i> Obj<'i> {
         };
         let _depth = CallDepth::enter()?;
         f(self.g, &captured, args)
+    }
+
+    /// A weakref's callback (`__callback__`): `None` once the referent died
+    /// (CPython clears it then) or when it has none.
+    pub fn weakref_callback(&self) -> Result<Option<Obj<'i>>> {
+        match body(self.raw) {
+            Body::Weakref(w) if w.target.is_some() => Ok(w.callback.map(|r| Obj::from_raw_borrowed(r, self.g))),
+            Body::Weakref(_) => Ok(None),
+            _ => Err(self.type_error("weakref_callback needs a weakref")),
+        }
     }
 
     /// The referent of a weakref, if still alive.
@@ -1187,6 +1206,34 @@ impl<'i> Gil<'i> {
     /// else [`Error::TypeError`]). `callback`, a function, is called with the
     /// weakref when the target dies, if the weakref is still alive then.
     pub fn weakref(&self, target: &Obj<'i>, callback: Option<&Obj<'i>>) -> Result<Obj<'i>> {
+        self.make_weakref(target, callback, false)
+    }
+
+    /// A weak proxy to `target` (`weakref.proxy`): [`Obj::getattr`],
+    /// [`Obj::setattr`], [`Obj::delattr`] and [`Obj::call`] on it act on the
+    /// target while it lives, and are [`Error::ReferenceError`] ("weakly-
+    /// referenced object no longer exists") after. Unhashable, as CPython's.
+    /// Same targets and callback as [`weakref`](Self::weakref).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig, Error};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let obj = g.instance("Thing")?;
+    ///     let p = g.weakref_proxy(&obj, None)?;
+    ///     p.setattr("x", &g.int(1)?)?;
+    ///     assert_eq!(obj.getattr("x")?.unwrap().as_int(), Some(1));
+    ///     drop(obj);
+    ///     assert!(matches!(p.getattr("x"), Err(Error::ReferenceError { .. })));
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn weakref_proxy(&self, target: &Obj<'i>, callback: Option<&Obj<'i>>) -> Result<Obj<'i>> {
+        self.make_weakref(target, callback, true)
+    }
+
+    fn make_weakref(&self, target: &Obj<'i>, callback: Option<&Obj<'i>>, proxy: bool) -> Result<Obj<'i>> {
         if !has_flag(target.raw, FLAG_GC) {
             return Err(Error::TypeError {
                 message: format!("cannot create weak reference to '{}' object", target.kind().name()),
@@ -1197,7 +1244,7 @@ impl<'i> Gil<'i> {
                 return Err(cb.type_error("a weakref callback must be a function"));
             }
         }
-        let w = WeakrefBody { target: Some(target.raw), callback: callback.map(|c| c.clone().into_raw()) };
+        let w = WeakrefBody { target: Some(target.raw), callback: callback.map(|c| c.clone().into_raw()), proxy };
         let wr = self.new_obj(Body::Weakref(Box::new(w)), true, &[])?;
         set_flag(wr.raw, FLAG_SPECIAL, true);
         super::register_weakref(*self, target.raw, wr.raw);

@@ -360,6 +360,9 @@ impl<'i> Obj<'i> {
     /// type of an instance or built-in object comes back bound to it (a
     /// method: calling it passes the object first).
     pub fn getattr(&self, name: &str) -> Result<Option<Obj<'i>>> {
+        if let Some(target) = proxy_target(self)? {
+            return target.getattr(name);
+        }
         let g = self.gil();
         if let Some(v) = own_dict(self.raw()).and_then(|d| dict_get_str(d, name)) {
             return Ok(Some(Obj::from_raw_borrowed(v, g)));
@@ -388,6 +391,9 @@ impl<'i> Obj<'i> {
     /// Errors: [`Error::AttributeError`] for other objects (their attributes
     /// are their type's, read-only).
     pub fn setattr(&self, name: &str, value: &Obj<'i>) -> Result<()> {
+        if let Some(target) = proxy_target(self)? {
+            return target.setattr(name, value);
+        }
         if own_dict(self.raw()).is_none() {
             return Err(self.no_attr_error(name, true));
         }
@@ -404,6 +410,9 @@ impl<'i> Obj<'i> {
     /// [`Error::AttributeError`] when the object has no such attribute of
     /// its own (CPython's text: `'C' object has no attribute 'x'`).
     pub fn delattr(&self, name: &str) -> Result<()> {
+        if let Some(target) = proxy_target(self)? {
+            return target.delattr(name);
+        }
         if own_dict(self.raw()).is_none() {
             return Err(self.no_attr_error(name, true));
         }
@@ -470,11 +479,23 @@ pub(crate) fn call_special<'i>(o: &Obj<'i>, args: &[Obj<'i>]) -> Option<Result<O
     }
 }
 
+/// The referent of a weak proxy (`Ok(None)` for any other object); a dead
+/// referent is [`Error::ReferenceError`].
+pub(crate) fn proxy_target<'i>(o: &Obj<'i>) -> Result<Option<Obj<'i>>> {
+    match body(o.raw()) {
+        Body::Weakref(w) if w.proxy => match w.target {
+            Some(t) => Ok(Some(Obj::from_raw_borrowed(t, o.gil()))),
+            None => Err(Error::ReferenceError { message: "weakly-referenced object no longer exists".into() }),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// Whether the object hashes by identity (instances, classes, functions,
 /// methods, modules, code, weakrefs, embedder objects: CPython's
 /// `object.__hash__`).
 pub(crate) fn hashes_by_identity(r: Raw) -> bool {
-    matches!(
+    let by_kind = matches!(
         body(r),
         Body::Instance(_)
             | Body::Type(_)
@@ -482,7 +503,7 @@ pub(crate) fn hashes_by_identity(r: Raw) -> bool {
             | Body::Method(_)
             | Body::Module(_)
             | Body::Code(_)
-            | Body::Weakref(_)
             | Body::Custom(_)
-    ) && has_flag(r, super::object::FLAG_GC)
+    ) || matches!(body(r), Body::Weakref(w) if !w.proxy);
+    by_kind && has_flag(r, super::object::FLAG_GC)
 }
