@@ -916,21 +916,30 @@ impl<'i> Obj<'i> {
     /// recursion limit): a deeper call is [`Error::RecursionError`], never a
     /// stack overflow.
     pub fn call(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
-        if let Some(target) = super::types::proxy_target(self)? {
-            return target.call(args);
-        }
-        if let Some(r) = super::types::call_special(self, args) {
-            let _depth = CallDepth::enter()?;
-            return r;
-        }
+        // The native-function path keeps a small frame (deep recursion
+        // through calls must reach MAX_CALL_DEPTH before the stack ends,
+        // also in unoptimized sanitizer builds): everything else is out of line.
         let (f, captured) = match body(self.raw) {
             Body::Function(func) => {
                 (func.f.clone(), func.captured.iter().map(|&r| Obj::from_raw_borrowed(r, self.g)).collect::<Vec<_>>())
             }
-            _ => return Err(self.type_error("object is not callable")),
+            _ => return self.call_other(args),
         };
         let _depth = CallDepth::enter()?;
         f(self.g, &captured, args)
+    }
+
+    /// Calls a weak proxy (its referent), a class or a bound method.
+    #[inline(never)]
+    fn call_other(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
+        let _depth = CallDepth::enter()?;
+        if let Some(target) = super::types::proxy_target(self)? {
+            return target.call(args);
+        }
+        match super::types::call_special(self, args) {
+            Some(r) => r,
+            None => Err(self.type_error("object is not callable")),
+        }
     }
 
     /// A weakref's callback (`__callback__`): `None` once the referent died
