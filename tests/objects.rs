@@ -257,3 +257,39 @@ fn weakref_callback_is_none_once_the_referent_died() {
         assert!(d.dict_get(&w).unwrap().is_some());
     });
 }
+
+#[test]
+fn collected_instances_and_methods_release_their_class_and_function() {
+    // A bound method keeps its function and receiver, an instance its class,
+    // until freed (CPython has no `tp_clear` for them): a collection that
+    // frees them must release those references, or the class and the
+    // function stay alive until the interpreter closes.
+    with(|g| {
+        g.gc_disable();
+        let cls = g.new_class("K", &[]).unwrap();
+        let f = g.function("m", &[], |g, _, _| g.none()).unwrap();
+        cls.setattr("m", &f).unwrap();
+        let wf = g.weakref(&f, None).unwrap();
+        drop(f);
+        // Without weakrefs (the collector's fast path), then with (its slow
+        // path, which runs callbacks).
+        for with_weakrefs in [false, true] {
+            let mut weak = Vec::new();
+            for _ in 0..10 {
+                let inst = cls.call(&[]).unwrap();
+                let bound = inst.getattr("m").unwrap().unwrap();
+                inst.setattr("bound", &bound).unwrap(); // inst -> bound -> inst
+                if with_weakrefs {
+                    weak.push(g.weakref(&bound, None).unwrap());
+                }
+            }
+            let r = g.gc_collect(2).unwrap();
+            assert_eq!(r.collected, 20, "10 instances and 10 methods");
+            assert!(weak.iter().all(|w| w.weakref_get().unwrap().is_none()));
+        }
+        let wc = g.weakref(&cls, None).unwrap();
+        drop(cls);
+        assert!(wc.weakref_get().unwrap().is_none(), "no collected instance still holds its class");
+        assert!(wf.weakref_get().unwrap().is_none(), "no collected method still holds its function");
+    });
+}

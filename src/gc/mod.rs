@@ -3,6 +3,7 @@
 
 pub(crate) mod dict;
 pub(crate) mod items;
+pub(crate) mod modules;
 pub(crate) mod object;
 pub(crate) mod trace;
 pub(crate) mod types;
@@ -96,6 +97,9 @@ pub(crate) struct GcState {
     /// The interpreter's type objects of built-in kinds, embedder types and
     /// `Gil::instance`'s named classes (one reference each, until close).
     pub(crate) types: HashMap<types::TypeKey, Raw>,
+    /// The heap objects of the imported modules, in import order (one
+    /// reference each; `modules.rs`).
+    pub(crate) modules: Vec<modules::ModEntry>,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -235,6 +239,7 @@ impl GcCell {
             next_cb: 0,
             weakrefs: HashMap::new(),
             types: HashMap::new(),
+            modules: Vec::new(),
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -282,7 +287,7 @@ impl GcCell {
 }
 
 #[inline(always)]
-fn st<R>(g: Gil<'_>, f: impl FnOnce(&mut GcState) -> R) -> R {
+pub(crate) fn st<R>(g: Gil<'_>, f: impl FnOnce(&mut GcState) -> R) -> R {
     g.interpreter().rec.gc.with(f)
 }
 
@@ -596,7 +601,7 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut kids)) {
         st(g, |s| s.report(e));
     }
-    free_obj(g, r);
+    free_obj(g, r, Some(&mut kids));
     kids.into_iter().for_each(|k| decref(g, k));
 }
 
@@ -624,16 +629,51 @@ fn free_block(g: Gil<'_>, r: Raw, flags: u32) {
 }
 
 /// Frees a dead object (refcount zero or torn down, untracked, its
-/// references taken out): the body is moved out and the block freed before
-/// the body's drop (which may run user code) runs.
+/// references taken out by `take_refs`): the body is moved out and the block
+/// freed before the body's drop (which may run user code) runs.
+///
+/// `take_refs` leaves some references in place, as CPython's `tp_clear`s
+/// do (an instance's class, a type's bases and MRO, a bound method's
+/// function and receiver, a module's dict): with `kept`, they are pushed
+/// there for the caller to release (never lost: a lost one leaks its
+/// target until the interpreter closes); with `None` (teardown, which frees
+/// every object anyway), they are dropped unreleased.
 #[inline(always)]
-fn free_obj(g: Gil<'_>, r: Raw) {
+fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
     let flags = head(r).flags.get();
     // SAFETY: the object is dead and nothing refers to it (no borrow of its
     // body is alive); its item buffer came from this interpreter's heap.
     if let Body::Seq(items) = unsafe { body_mut(r) } {
         // SAFETY: as above; the GIL is held.
         unsafe { items.free_in(g.heap()) };
+    }
+    if let Some(kept) = kept {
+        if matches!(body(r), Body::Instance(_) | Body::Type(_) | Body::Method(_) | Body::Module(_)) {
+            // SAFETY: the object is dead and nothing refers to it; its body
+            // is read out exactly once, and the block is freed right after.
+            let b = unsafe { std::ptr::read(head(r).body.get()) };
+            free_block(g, r, flags);
+            match b {
+                Body::Instance(mut i) => {
+                    i.dict.take_all(kept);
+                    kept.extend(i.finalizer.take());
+                    kept.extend(i.legacy.take());
+                    kept.push(i.class);
+                }
+                Body::Type(mut t) => {
+                    t.dict.take_all(kept);
+                    kept.append(&mut t.bases);
+                    kept.append(&mut t.mro);
+                }
+                Body::Method(m) => {
+                    kept.push(m.func);
+                    kept.push(m.receiver);
+                }
+                Body::Module(m) => kept.push(m.dict),
+                _ => {}
+            }
+            return;
+        }
     }
     if flags & FLAG_USER_DROP == 0 {
         // No user code in this body's drop: dropped in place, then freed.
@@ -1020,24 +1060,33 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         if let Body::Seq(items) = unsafe { body_mut(r) } {
             let mut items = items.take();
             for &c in items.as_slice() {
-                freed += release_cleared_aware(g, c);
+                freed += release_cleared_aware(g, c, &mut taken);
             }
             // SAFETY: the buffer came from this interpreter's heap; GIL held.
             unsafe { items.free_in(g.heap()) };
+            while let Some(c) = taken.pop() {
+                freed += release_cleared_aware(g, c, &mut taken);
+            }
         } else {
             if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
                 st(g, |s| s.report(e));
             }
-            for c in taken.drain(..) {
-                freed += release_cleared_aware(g, c);
+            while let Some(c) = taken.pop() {
+                freed += release_cleared_aware(g, c, &mut taken);
             }
         }
         // Our hold.
         let rc = h.refcnt.get() - 1;
         h.refcnt.set(rc);
         if rc == 0 {
-            free_obj(g, r);
+            free_obj(g, r, Some(&mut taken));
             freed += 1;
+            // What its body still held (an instance's class, a method's
+            // function and receiver, …), released the same way; a worklist,
+            // so a long chain of them cannot overflow the stack.
+            while let Some(c) = taken.pop() {
+                freed += release_cleared_aware(g, c, &mut taken);
+            }
         }
     }
     st(g, |s| s.counts[0] = s.counts[0].saturating_sub(freed));
@@ -1046,10 +1095,11 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
 
 /// Releases a reference taken out of a garbage object: a garbage object
 /// cleared earlier in `delete_garbage` (`slot == TAG_DETACHED`) is freed at
-/// once when this was its last reference (returns 1); anything else goes
-/// through `decref`.
+/// once when this was its last reference (returns 1; the references its
+/// body still held are pushed on `more`, for the caller to release the same
+/// way); anything else goes through `decref`.
 #[inline(always)]
-fn release_cleared_aware(g: Gil<'_>, c: Raw) -> usize {
+fn release_cleared_aware(g: Gil<'_>, c: Raw, more: &mut Vec<Raw>) -> usize {
     let h = head(c);
     let rc = h.refcnt.get();
     if rc != 1 {
@@ -1058,7 +1108,7 @@ fn release_cleared_aware(g: Gil<'_>, c: Raw) -> usize {
     }
     if h.flags.get() & FLAG_GC != 0 && gc_head(c).slot.get() == TAG_DETACHED {
         h.refcnt.set(0);
-        free_obj(g, c);
+        free_obj(g, c, Some(more));
         1
     } else {
         decref(g, c);
@@ -1321,6 +1371,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         s.closing = true;
         // The cache's references go with every other object below.
         s.types = HashMap::new();
+        s.modules = Vec::new();
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);
@@ -1350,7 +1401,9 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         taken.into_iter().for_each(|t| decref(g, t));
     }
     for &r in &all {
-        free_obj(g, r);
+        // Every object is freed here: what a body still refers to is freed
+        // by its own turn, never released.
+        free_obj(g, r, None);
     }
     let cbs = st(g, |s| {
         // A closed interpreter lives on as a tombstone while handles exist:

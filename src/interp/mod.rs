@@ -651,7 +651,16 @@ impl Interpreter {
             }
         }
         rec.breaker.store(0, Ordering::Relaxed);
-        // Objects first (a final collection, then everything is freed), so
+        // CPython's `finalize_modules`: `sys.modules` emptied (no import
+        // publishes from here; native states stay findable by index), then
+        // the module objects' globals cleared in order, so the finalizers of
+        // what module globals hold run while the interpreter is whole.
+        let named = rec.modules.close_imports();
+        if let Err(e) = run_callback("drop of a module", move || drop(named)) {
+            report.teardown_errors.push(e);
+        }
+        crate::gc::modules::finalize(g);
+        // Objects next (a final collection, then everything is freed), so
         // that no object outlives the heap it lives in.
         let torn = crate::gc::teardown(g);
         report.objects_freed = torn.freed;

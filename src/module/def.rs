@@ -10,6 +10,7 @@ use super::ModuleValue;
 use crate::interp::Gil;
 use crate::sync::{AtomicUsize, Ordering};
 use crate::Interpreter;
+use crate::Obj;
 
 /// The error a module init returns: any error type, boxed (`?` converts most
 /// errors, and `Err("text".into())` works too). Its text becomes the `cause`
@@ -211,6 +212,8 @@ pub struct ModuleInit<'a, 'i> {
     pub(crate) name: &'a str,
     pub(crate) state: Option<ModuleValue>,
     pub(crate) attrs: BTreeMap<Box<str>, ModuleValue>,
+    /// The module's heap object (published with the module).
+    pub(crate) object: Obj<'i>,
 }
 
 impl std::fmt::Debug for ModuleInit<'_, '_> {
@@ -255,8 +258,46 @@ impl<'a, 'i> ModuleInit<'a, 'i> {
         self.state = Some(state);
     }
 
-    /// Sets an attribute (replacing any of that name).
+    /// Sets a native attribute (replacing any of that name): a shareable
+    /// Rust value readable from any thread through [`Module::get_attr`](crate::Module::get_attr).
+    /// Objects go in the module's [`globals`](Self::globals).
     pub fn set_attr(&mut self, name: &str, value: ModuleValue) {
         self.attrs.insert(name.into(), value);
+    }
+
+    /// The module object being initialized (a heap object, `Kind::Module`),
+    /// what [`Gil::import`](crate::Gil::import) returns once the import
+    /// succeeded. Dropped, with its globals, if the init fails.
+    pub fn module_object(&self) -> &Obj<'i> {
+        &self.object
+    }
+
+    /// The module's globals: a heap dict (`__name__` already set) whose
+    /// values may be any objects. They are cleared, and the finalizers of
+    /// what they held run, when the interpreter closes (see
+    /// `docs/modules.md`, "Module objects and shutdown").
+    ///
+    /// ```
+    /// use subinterp::{InitError, ModuleDef, ModuleInit, MultiInterp, Runtime, RuntimeConfig};
+    ///
+    /// fn init(m: &mut ModuleInit<'_, '_>) -> Result<(), InitError> {
+    ///     let g = m.gil();
+    ///     m.globals()?.dict_set(&g.str("items")?, &g.list(&[])?)?;
+    ///     Ok(())
+    /// }
+    /// static CACHE: ModuleDef = ModuleDef::new("cache", init).with_multi_interp(MultiInterp::PerInterpreterGil);
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.register_builtin(&CACHE)?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let cache = g.import("cache")?;
+    ///     let items = cache.getattr("items")?.expect("set by init");
+    ///     assert_eq!(items.len()?, 0);
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn globals(&self) -> crate::Result<Obj<'i>> {
+        self.object.module_dict()
     }
 }

@@ -20,8 +20,10 @@ type Attrs = Option<BTreeMap<Box<str>, ModuleValue>>;
 ///
 /// The native state is immutable after init and lives as long as any handle
 /// to the module (interior mutability, if needed, is the state type's own:
-/// atomics, locks). Attributes are a name → value map: until the object heap
-/// exists they hold shareable Rust values, not heap objects. When the owning
+/// atomics, locks). Native attributes are a name → value map of shareable
+/// Rust values, readable from any thread; the module's heap object (its
+/// globals, which hold objects) is [`Gil::module_object`](crate::Gil::module_object)
+/// or [`Gil::import`](crate::Gil::import). When the owning
 /// interpreter closes, the module is dropped from its tables and its
 /// attributes are cleared (breaking reference cycles through them); handles
 /// kept elsewhere still reach the state.
@@ -139,5 +141,30 @@ impl Module {
     /// caller drops them (user code) outside the lock.
     pub(crate) fn release_attrs(&self) -> Attrs {
         lock(&self.inner.attrs).take()
+    }
+}
+
+/// A weak handle to a module: names it without keeping its state alive
+/// (the heap object table of `gc::modules` holds these). While it lives the
+/// module's allocation does, so its identity cannot be taken by another.
+pub(crate) struct WeakModule {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl Module {
+    pub(crate) fn downgrade(&self) -> WeakModule {
+        WeakModule { inner: Arc::downgrade(&self.inner) }
+    }
+}
+
+impl WeakModule {
+    /// Whether this names `module`.
+    pub(crate) fn is(&self, module: &Module) -> bool {
+        std::ptr::eq(self.inner.as_ptr(), Arc::as_ptr(&module.inner))
+    }
+
+    /// The module, unless every handle to it is gone.
+    pub(crate) fn upgrade(&self) -> Option<Module> {
+        self.inner.upgrade().map(|inner| Module { inner })
     }
 }

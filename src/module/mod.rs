@@ -27,12 +27,14 @@ use std::sync::Arc;
 pub use api::ModuleCache;
 pub use def::{InitError, ModuleDef, ModuleInit, ModuleInitFn, MultiInterp};
 pub use handle::Module;
+pub(crate) use handle::WeakModule;
 
 use crate::config::GilMode;
 use crate::error::{Error, Result};
 use crate::interp::tstate::ThreadCtx;
 use crate::interp::{run_callback, Gil};
 use crate::sync::{lock, AtomicBool, Condvar, Mutex, Ordering};
+use crate::Obj;
 use crate::{Interpreter, InterpreterId};
 use facade::{Map, SwapOption};
 
@@ -274,6 +276,29 @@ impl ModuleTable {
         errors
     }
 
+    /// The first step of a close (CPython's `sys.modules` cleared): no
+    /// import publishes any more and the by-name table is emptied, while
+    /// `modules_by_index` stays readable (the native states are still found
+    /// by the finalizers that the module objects' shutdown runs) until
+    /// [`teardown`](Self::teardown). Returns the removed handles, for the
+    /// caller to release.
+    pub(crate) fn close_imports(&self) -> Vec<Module> {
+        let mut st = lock(&self.imports);
+        st.closed = true;
+        self.by_name.drain()
+    }
+
+    /// Whether `module` is still this interpreter's instance of its
+    /// definition (or its `builtins` / `sys`) in `modules_by_index`.
+    pub(crate) fn holds(&self, module: &Module) -> bool {
+        let index = match module.def() {
+            Some(def) => def.index(),
+            None if module.name() == "sys" => Some(SYS_INDEX),
+            None => Some(BUILTINS_INDEX),
+        };
+        index.is_some_and(|i| self.with(i, |m| m == Some(module)))
+    }
+
     fn closed_error(&self) -> Error {
         Error::InterpreterClosed { id: self.id }
     }
@@ -466,26 +491,36 @@ fn import_slow(g: Gil<'_>, name: &str) -> Result<Module> {
             Claim::Wait(slot) => g.allow_threads(|| table.wait_for(rtm, &slot, me)),
             Claim::Owner(slot) => {
                 let guard = ClaimGuard { table, index, slot };
-                let module = build(g, def, name, index, rtm)?;
+                let (module, object) = build(g, def, name, index, rtm)?;
                 let old = table.publish(name, index, &module);
                 drop(guard);
                 drop(old?);
+                crate::gc::modules::register(g, &module, object);
                 return Ok(module);
             }
         }
     }
 }
 
-/// Runs the definition's init (or takes the shared copy) and makes the module.
-fn build(g: Gil<'_>, def: &'static ModuleDef, name: &str, index: usize, rtm: &RuntimeModules) -> Result<Module> {
+/// Runs the definition's init (or takes the shared copy) and makes the
+/// module: its handle and its heap object (whose globals the init filled).
+fn build<'i>(
+    g: Gil<'i>,
+    def: &'static ModuleDef,
+    name: &str,
+    index: usize,
+    rtm: &RuntimeModules,
+) -> Result<(Module, Obj<'i>)> {
     let id = g.id();
     let name_key = if def.name() == name { Cow::Borrowed(def.name()) } else { Cow::Owned(name.into()) };
+    let object = g.new_module(name)?;
     if def.shares_state() {
         if let Some(copy) = rtm.shared_get(index) {
-            return Ok(Module::new(name_key, Some(def), id, copy.state.clone(), copy.attrs.clone()));
+            let m = Module::new(name_key, Some(def), id, copy.state.clone(), copy.attrs.clone());
+            return Ok((m, object));
         }
     }
-    let mut init = ModuleInit { gil: g, def, name, state: None, attrs: BTreeMap::new() };
+    let mut init = ModuleInit { gil: g, def, name, state: None, attrs: BTreeMap::new(), object };
     let init_fn = def.init_fn();
     let failed = |cause: String| Error::ModuleInitFailed { name: name.into(), cause };
     match run_callback("module init", || init_fn(&mut init)) {
@@ -493,10 +528,10 @@ fn build(g: Gil<'_>, def: &'static ModuleDef, name: &str, index: usize, rtm: &Ru
         Ok(Err(e)) => return Err(failed(e.to_string())),
         Err(panicked) => return Err(failed(panicked.to_string())),
     }
-    let ModuleInit { state, attrs, .. } = init;
+    let ModuleInit { state, attrs, object, .. } = init;
     if def.shares_state() {
         let copy = rtm.shared_publish(index, SharedCopy { state, attrs });
-        return Ok(Module::new(name_key, Some(def), id, copy.state.clone(), copy.attrs.clone()));
+        return Ok((Module::new(name_key, Some(def), id, copy.state.clone(), copy.attrs.clone()), object));
     }
-    Ok(Module::new(name_key, Some(def), id, state, attrs))
+    Ok((Module::new(name_key, Some(def), id, state, attrs), object))
 }

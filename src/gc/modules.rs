@@ -1,0 +1,283 @@
+//! Module objects in the heap: the objects behind the module table's
+//! `Module` handles, and their shutdown order (CPython's `finalize_modules`
+//! in `Python/pylifecycle.c`).
+//!
+//! The module table (`src/module/`) keeps what must be readable from any
+//! thread without the GIL: the `Module` handles with their native state,
+//! `modules_by_index` and the names. Each imported module also has a heap
+//! module object (its globals are a heap dict, so a global can hold any
+//! object). Those objects belong to the interpreter's heap and are reached
+//! only under its GIL: this file keeps them, one strong reference each, in
+//! the collector's state, in import order, keyed by the `Module` handle.
+//!
+//! A module removed from the table (`Interpreter::remove_module`) keeps its
+//! object until the next import publishes a module (the removal may happen
+//! on a thread without the GIL, and releasing an object needs it); the next
+//! publication releases the objects of every module no longer in the table.
+
+use super::object::{decref, Obj, Raw};
+use super::st;
+use crate::error::{Error, Result};
+use crate::interp::run_callback;
+use crate::module::{Module, WeakModule};
+use crate::Gil;
+
+/// One imported module's heap object (one strong reference). The module
+/// is named by a weak handle, so that a module removed from the table
+/// releases its native state when its last handle goes, as before objects.
+pub(crate) struct ModEntry {
+    module: WeakModule,
+    /// `builtins` or `sys` (cleared last, in that order: sys first).
+    core: Option<Core>,
+    obj: Raw,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Core {
+    Sys,
+    Builtins,
+}
+
+fn core_of(module: &Module) -> Option<Core> {
+    match (module.def(), module.name()) {
+        (None, "sys") => Some(Core::Sys),
+        (None, _) => Some(Core::Builtins),
+        _ => None,
+    }
+}
+
+/// Records `obj` as `module`'s object (after the table published `module`),
+/// then releases the objects of modules the table no longer holds.
+pub(crate) fn register(g: Gil<'_>, module: &Module, obj: Obj<'_>) {
+    let table = &g.interpreter().rec.modules;
+    // Sorted outside the collector's state: the upgrades below may end up
+    // holding a module's last handle (a removal on another thread), and its
+    // state's drop is user code. Nothing between the take and the put back
+    // runs user code, so no entry is missed.
+    let entries = st(g, |s| std::mem::take(&mut s.modules));
+    let mut keep = Vec::with_capacity(entries.len() + 1);
+    let mut gone = Vec::new();
+    let mut handles = Vec::new();
+    for e in entries {
+        match e.module.upgrade() {
+            Some(m) if table.holds(&m) => {
+                handles.push(m);
+                keep.push(e);
+            }
+            _ => gone.push(e.obj),
+        }
+    }
+    let raw = obj.into_raw();
+    keep.push(ModEntry { module: module.downgrade(), core: core_of(module), obj: raw });
+    let refused = st(g, |s| {
+        if s.closing {
+            return Some(keep);
+        }
+        debug_assert!(s.modules.is_empty());
+        s.modules = keep;
+        None
+    });
+    if let Some(keep) = refused {
+        gone.extend(keep.into_iter().map(|e| e.obj));
+    }
+    if let Err(e) = run_callback("drop of a module state", move || drop(handles)) {
+        st(g, |s| s.report(e));
+    }
+    gone.into_iter().for_each(|r| decref(g, r));
+}
+
+/// The object of `module`, made now for `builtins` and `sys` (whose objects
+/// are made on first use).
+pub(crate) fn object_of<'i>(g: Gil<'i>, module: &Module) -> Result<Obj<'i>> {
+    if module.interpreter_id() != g.id() {
+        return Err(Error::WrongInterpreter { owner: module.interpreter_id(), used_with: g.id() });
+    }
+    let find = |s: &mut super::GcState| s.modules.iter().rev().find(|e| e.module.is(module)).map(|e| e.obj);
+    let found = st(g, |s| if s.closing { Err(Error::InterpreterClosed { id: g.id() }) } else { Ok(find(s)) })?;
+    if let Some(r) = found {
+        return Ok(Obj::from_raw_borrowed(r, g));
+    }
+    if module.def().is_none() && g.interpreter().rec.modules.holds(module) {
+        // `builtins` / `sys`: made on first use.
+        let obj = g.new_module(module.name())?;
+        let r = obj.clone().into_raw();
+        // `new_module` may have run a collection whose finalizers made it
+        // meanwhile: keep the first.
+        let first = st(g, |s| {
+            if s.closing {
+                return Err(Error::InterpreterClosed { id: g.id() });
+            }
+            if let Some(first) = find(s) {
+                return Ok(Some(first));
+            }
+            s.modules.push(ModEntry { module: module.downgrade(), core: core_of(module), obj: r });
+            Ok(None)
+        });
+        return match first {
+            Ok(None) => Ok(obj),
+            Ok(Some(first)) => {
+                decref(g, r);
+                Ok(Obj::from_raw_borrowed(first, g))
+            }
+            Err(e) => {
+                decref(g, r);
+                Err(e)
+            }
+        };
+    }
+    Err(Error::ModuleNotFound { name: module.name().into() })
+}
+
+/// How a module object is held during the shutdown sequence.
+enum Held<'i> {
+    /// Through a weak reference: the module dies as soon as nothing else
+    /// holds it.
+    Weak(Obj<'i>),
+    /// Strongly (`builtins`, `sys`, or a module whose weak reference could
+    /// not be made).
+    Strong(Obj<'i>),
+}
+
+impl<'i> Held<'i> {
+    fn alive(&self) -> Option<Obj<'i>> {
+        match self {
+            Held::Strong(o) => Some(o.clone()),
+            Held::Weak(w) => w.weakref_get().ok().flatten(),
+        }
+    }
+}
+
+/// CPython's `finalize_modules`, for a closing interpreter (GIL held, pending
+/// calls done, imports closed by the caller):
+///
+/// 1. `sys.modules` is emptied: every module object but `builtins`'s and
+///    `sys`'s is held only weakly from here, so modules nothing else holds
+///    die now, oldest first, and their globals with them;
+/// 2. a full collection frees modules (and globals) that only cycles held;
+/// 3. the globals of every module still alive are cleared, newest module
+///    first, in two passes (names with a single leading underscore first,
+///    then every name but `__builtins__`), each value replaced by `None`
+///    (`_PyModule_ClearDict`), so the finalizers of objects held by globals
+///    run now, while the interpreter is whole;
+/// 4. then `sys`'s globals, then `builtins`'s, are emptied.
+///
+/// The caller's final collection and teardown follow. Errors of the user
+/// code this runs (finalizers, weakref callbacks, `Drop`s) are reported by
+/// the collector, as for any dealloc; a failure of this sequence itself
+/// (no memory for a weak reference) keeps that module strongly held, which
+/// only changes when it is cleared.
+pub(crate) fn finalize(g: Gil<'_>) {
+    let entries = st(g, |s| std::mem::take(&mut s.modules));
+    let mut held = Vec::with_capacity(entries.len());
+    let mut core = Vec::new();
+    for ModEntry { core: c, obj, .. } in entries {
+        let obj = Obj::from_raw_owned(obj, g);
+        if let Some(c) = c {
+            core.push((c, Held::Strong(obj)));
+            continue;
+        }
+        // A weakly held module's strong reference is released here, oldest
+        // module first (CPython sets `sys.modules` values to `None` in order).
+        match g.weakref(&obj, None) {
+            Ok(w) => held.push(Held::Weak(w)),
+            Err(_) => held.push(Held::Strong(obj)),
+        }
+    }
+    let _ = g.gc_collect(2);
+    for h in held.iter().rev() {
+        if let Some(m) = h.alive() {
+            clear_globals(g, &m);
+        }
+    }
+    // `sys` before `builtins` (CPython's `finalize_clear_sys_builtins_dict`).
+    core.sort_by_key(|(c, _)| *c);
+    for (_, h) in &core {
+        if let Some(d) = h.alive().and_then(|m| m.module_dict().ok()) {
+            let _ = d.clear();
+        }
+    }
+    drop(held);
+    drop(core);
+}
+
+/// `_PyModule_ClearDict`: globals set to `None`, single-underscore names
+/// first, `__builtins__` kept. Works on a snapshot of the keys, so that
+/// finalizers run by the replacements may change the dict.
+fn clear_globals<'i>(g: Gil<'i>, module: &Obj<'i>) {
+    let Ok(d) = module.module_dict() else { return };
+    let Ok(none) = g.none() else { return };
+    for pass in 0..2 {
+        let Ok(items) = d.dict_items() else { return };
+        for (k, _) in items {
+            let Some(name) = k.as_str() else { continue };
+            let pick = match pass {
+                0 => name.starts_with('_') && !name.starts_with("__"),
+                _ => name != "__builtins__",
+            };
+            if !pick {
+                continue;
+            }
+            match d.dict_get(&k) {
+                // The old value's release runs its finalizers (behind the
+                // collector's catch-unwind boundary, errors reported there).
+                Ok(Some(v)) if !v.is_none() => {
+                    drop(v);
+                    let _ = d.dict_set(&k, &none);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl<'i> Gil<'i> {
+    /// Imports `name` into this interpreter (as
+    /// [`Interpreter::import`](crate::Interpreter::import): init once,
+    /// isolation rules, circular-import detection) and returns the module
+    /// object: a heap object of kind [`Kind::Module`](crate::Kind::Module)
+    /// whose globals ([`Obj::module_dict`], [`Obj::getattr`]) hold objects.
+    /// The same object every time while the module is imported;
+    /// `"builtins"` and `"sys"` have theirs too.
+    ///
+    /// Errors: those of `Interpreter::import`; [`Error::InterpreterClosed`]
+    /// once the interpreter is closing.
+    ///
+    /// ```
+    /// use subinterp::{InitError, Kind, ModuleDef, ModuleInit, MultiInterp, Runtime, RuntimeConfig};
+    ///
+    /// fn init(m: &mut ModuleInit<'_, '_>) -> Result<(), InitError> {
+    ///     let g = m.gil();
+    ///     m.globals()?.dict_set(&g.str("answer")?, &g.int(42)?)?;
+    ///     Ok(())
+    /// }
+    /// static SPAM: ModuleDef = ModuleDef::new("spam", init).with_multi_interp(MultiInterp::PerInterpreterGil);
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.register_builtin(&SPAM)?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let spam = g.import("spam")?;
+    ///     assert_eq!(spam.kind(), Kind::Module);
+    ///     assert_eq!(spam.getattr("answer")?.unwrap().as_int(), Some(42));
+    ///     assert!(spam.is(&g.import("spam")?)); // one object per interpreter
+    ///     let sys = g.import("sys")?;
+    ///     sys.setattr("flag", &g.bool(true)?)?;
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn import(&self, name: &str) -> Result<Obj<'i>> {
+        let m = self.interpreter().import(name)?;
+        object_of(*self, &m)
+    }
+
+    /// The heap object of `module` (a handle from
+    /// [`Interpreter::import`](crate::Interpreter::import) or
+    /// [`Interpreter::get_module`](crate::Interpreter::get_module)).
+    ///
+    /// Errors: [`Error::WrongInterpreter`] for another interpreter's module;
+    /// [`Error::ModuleNotFound`] for a module removed from this interpreter
+    /// whose object was since released; [`Error::InterpreterClosed`].
+    pub fn module_object(&self, module: &Module) -> Result<Obj<'i>> {
+        object_of(*self, module)
+    }
+}
