@@ -214,6 +214,7 @@ fn run(graph: &Graph) -> Result<(), TestCaseError> {
         }
         // The instance nodes' class is the interpreter's (kept until close).
         drop(g.instance("N").unwrap());
+        drop(g.none().unwrap()); // so are the shared atoms (None, bools, small ints)
         g.gc_collect(2).unwrap();
         let base = g.memory_stats().bytes_in_use;
         let mut to_close = Vec::new();

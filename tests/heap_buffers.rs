@@ -10,7 +10,7 @@ fn list_growing_past_the_limit_is_a_memory_error() {
     let i = rt.create(InterpreterConfig::isolated()).unwrap();
     i.with_gil(|g| {
         let l = g.list(&[]).unwrap();
-        let one = g.int(1).unwrap();
+        let one = g.int(1 << 40).unwrap(); // not a shared small int: its refcount is ours
         let before = g.memory_stats().counted_bytes;
         for _ in 0..10_000 {
             l.list_append(&one).unwrap();
@@ -51,7 +51,7 @@ fn freed_list_buffers_return_to_the_heap() {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let i = rt.create(InterpreterConfig::isolated()).unwrap();
     i.with_gil(|g| {
-        let one = g.int(1).unwrap();
+        let one = g.int(1 << 40).unwrap(); // not a shared small int: its refcount is ours
         let base = g.memory_stats().counted_bytes;
         for _ in 0..10 {
             let l = g.list(&[]).unwrap();

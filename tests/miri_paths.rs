@@ -49,6 +49,7 @@ fn dealloc_of_nested_containers_runs_user_code() {
     with(|g| {
         // The class `Holder` (and `object`) stay with the interpreter.
         drop(g.instance("Holder").unwrap());
+        drop(g.none().unwrap()); // and the shared atoms (None, bools, small ints)
         let base = g.memory_stats().bytes_in_use;
         let hits = Rc::new(Cell::new(0));
         let seen = g.list(&[]).unwrap();

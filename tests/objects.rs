@@ -293,3 +293,27 @@ fn collected_instances_and_methods_release_their_class_and_function() {
         assert!(wf.weakref_get().unwrap().is_none(), "no collected method still holds its function");
     });
 }
+
+#[test]
+fn none_bools_and_small_ints_are_shared_per_interpreter() {
+    // CPython: `None`, `True`, `False` are singletons and -5..=256 are cached.
+    with(|g| {
+        assert!(g.none().unwrap().is(&g.none().unwrap()));
+        assert!(g.bool(true).unwrap().is(&g.bool(true).unwrap()));
+        assert!(!g.bool(true).unwrap().is(&g.bool(false).unwrap()));
+        assert_eq!(g.bool(false).unwrap().as_bool(), Some(false));
+        for v in [-5, 0, 7, 256] {
+            let (a, b) = (g.int(v).unwrap(), g.int(v).unwrap());
+            assert!(a.is(&b), "{v} is shared");
+            assert_eq!(a.as_int(), Some(v));
+        }
+        for v in [-6, 257, 1 << 40] {
+            assert!(!g.int(v).unwrap().is(&g.int(v).unwrap()), "{v} is a new object each time");
+        }
+        // Shared atoms in a cycle's garbage and in lists are released with them.
+        let l = g.list(&[g.none().unwrap(), g.int(1).unwrap()]).unwrap();
+        l.list_append(&l).unwrap();
+        drop(l);
+        g.gc_collect(2).unwrap();
+    });
+}

@@ -100,6 +100,9 @@ pub(crate) struct GcState {
     /// The heap objects of the imported modules, in import order (one
     /// reference each; `modules.rs`).
     pub(crate) modules: Vec<modules::ModEntry>,
+    /// `None`, `False`, `True` and the small ints (`ATOM_*`), one reference
+    /// each; empty until the first is made.
+    pub(crate) atoms: Vec<Option<Raw>>,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -240,6 +243,7 @@ impl GcCell {
             weakrefs: HashMap::new(),
             types: HashMap::new(),
             modules: Vec::new(),
+            atoms: Vec::new(),
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -285,6 +289,15 @@ impl GcCell {
         self.uid
     }
 }
+
+/// Indexes of `GcState::atoms`.
+pub(crate) const ATOM_NONE: usize = 0;
+pub(crate) const ATOM_FALSE: usize = 1;
+pub(crate) const ATOM_SMALL_INTS: usize = 3;
+/// The shared small ints (CPython's `_PY_NSMALLNEGINTS` / `_PY_NSMALLPOSINTS`).
+pub(crate) const SMALL_INT_MIN: i64 = -5;
+pub(crate) const SMALL_INT_MAX: i64 = 256;
+pub(crate) const ATOMS: usize = ATOM_SMALL_INTS + (SMALL_INT_MAX - SMALL_INT_MIN + 1) as usize;
 
 #[inline(always)]
 pub(crate) fn st<R>(g: Gil<'_>, f: impl FnOnce(&mut GcState) -> R) -> R {
@@ -1405,6 +1418,10 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         // by its own turn, never released.
         free_obj(g, r, None);
     }
+    // The shared atoms: their last references are the table's (the cleared
+    // containers released theirs above), unless a handle outlives the close.
+    let atoms = st(g, |s| std::mem::take(&mut s.atoms));
+    atoms.into_iter().flatten().for_each(|r| decref(g, r));
     let cbs = st(g, |s| {
         // A closed interpreter lives on as a tombstone while handles exist:
         // give back the tables' and scratch buffers' capacity now.

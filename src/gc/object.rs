@@ -1136,18 +1136,61 @@ impl<'i> Gil<'i> {
         Ok(Obj::from_raw_owned(raw, *self))
     }
 
-    /// A new `None`.
+    /// One of the interpreter's shared immutable atoms (`None`, `False`,
+    /// `True`, the small ints): all made together on first use (about 8 KiB),
+    /// one reference each kept by the collector's state until the teardown
+    /// releases them. While the interpreter is closing, new objects instead.
+    fn shared_atom(&self, index: usize, body: Body) -> Result<Obj<'i>> {
+        let g = *self;
+        if let Some(r) = super::st(g, |s| s.atoms.get(index).copied().flatten()) {
+            return Ok(Obj::from_raw_borrowed(r, g));
+        }
+        if super::st(g, |s| s.closing || !s.atoms.is_empty()) {
+            return self.new_obj(body, false, &[]);
+        }
+        let mut made = Vec::with_capacity(super::ATOMS);
+        for i in 0..super::ATOMS {
+            let b = match i {
+                super::ATOM_NONE => Body::None,
+                i if i < super::ATOM_SMALL_INTS => Body::Bool(i > super::ATOM_FALSE),
+                i => Body::Int(super::SMALL_INT_MIN + (i - super::ATOM_SMALL_INTS) as i64),
+            };
+            // A refused allocation releases what was made: nothing half-made.
+            made.push(self.new_obj(b, false, &[])?);
+        }
+        let r = made[index].raw;
+        let leftover = super::st(g, |s| {
+            if s.closing || !s.atoms.is_empty() {
+                return Some(made);
+            }
+            s.atoms = made.into_iter().map(|o| Some(o.into_raw())).collect();
+            None
+        });
+        match leftover {
+            // Someone filled it meanwhile (cannot happen: nothing above runs
+            // user code), or a close began: use our own, then release it.
+            Some(made) => Ok(made[index].clone()),
+            None => Ok(Obj::from_raw_borrowed(r, g)),
+        }
+    }
+
+    /// `None`: one object per interpreter, as CPython's singleton
+    /// (`g.none()?.is(&g.none()?)`).
     pub fn none(&self) -> Result<Obj<'i>> {
-        self.new_obj(Body::None, false, &[])
+        self.shared_atom(super::ATOM_NONE, Body::None)
     }
 
-    /// A new `bool`.
+    /// `True` or `False`: one object each per interpreter.
     pub fn bool(&self, v: bool) -> Result<Obj<'i>> {
-        self.new_obj(Body::Bool(v), false, &[])
+        self.shared_atom(super::ATOM_FALSE + v as usize, Body::Bool(v))
     }
 
-    /// A new `int`.
+    /// An `int`. The small ints, -5 to 256, are shared per interpreter, as
+    /// CPython's (`g.int(7)?.is(&g.int(7)?)`); others are new objects.
     pub fn int(&self, v: i64) -> Result<Obj<'i>> {
+        if (super::SMALL_INT_MIN..=super::SMALL_INT_MAX).contains(&v) {
+            return self.shared_atom(super::ATOM_SMALL_INTS + (v - super::SMALL_INT_MIN) as usize, Body::Int(v));
+        }
         self.new_obj(Body::Int(v), false, &[])
     }
 

@@ -1,0 +1,160 @@
+//! Object-model benches: bytes per small object against CPython 3.13's for
+//! the same shapes (`benches/objects_cpython.py`, run in the same process
+//! tree when a CPython is found), and the time to make and free them.
+//!
+//! ```text
+//! SUBINTERP_CPYTHON=~/.pyenv/versions/3.13.0/bin/python3 cargo bench --bench objects -- --warm-up-time 1 --measurement-time 3
+//! ```
+//!
+//! Our bytes per object are everything the objects cost: the growth of the
+//! interpreter heap's `bytes_in_use` (block sizes, size-class rounding
+//! included) plus the growth of what the process took from the system
+//! allocator meanwhile (requested sizes, counted by this binary's global
+//! allocator; CPython's side is tracemalloc's, also requested sizes). The
+//! holder of the N objects (a `Vec` here, a list there) is allocated before
+//! the measurement on both sides.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
+
+/// The system allocator, counting live requested bytes.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments,
+// which uphold `GlobalAlloc`'s contract; the counter is only arithmetic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded from the caller.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const N: usize = 1_000_000;
+
+type Make = for<'i> fn(Gil<'i>) -> Obj<'i>;
+
+fn empty_list(g: Gil<'_>) -> Obj<'_> {
+    g.list(&[]).unwrap()
+}
+fn list_of_1(g: Gil<'_>) -> Obj<'_> {
+    g.list(&[g.none().unwrap()]).unwrap()
+}
+fn empty_dict(g: Gil<'_>) -> Obj<'_> {
+    g.dict().unwrap()
+}
+fn dict_of_1(g: Gil<'_>) -> Obj<'_> {
+    let d = g.dict().unwrap();
+    d.dict_set(&g.str("k").unwrap(), &g.none().unwrap()).unwrap();
+    d
+}
+fn instance_no_attrs(g: Gil<'_>) -> Obj<'_> {
+    g.instance("C").unwrap()
+}
+fn instance_1_attr(g: Gil<'_>) -> Obj<'_> {
+    let c = g.instance("C").unwrap();
+    c.setattr("x", &g.int(1).unwrap()).unwrap();
+    c
+}
+
+const SHAPES: [(&str, Make); 6] = [
+    ("empty_list", empty_list),
+    ("list_of_1", list_of_1),
+    ("empty_dict", empty_dict),
+    ("dict_of_1", dict_of_1),
+    ("instance_no_attrs", instance_no_attrs),
+    ("instance_1_attr", instance_1_attr),
+];
+
+/// Bytes per object of `make`: (heap, system) growth over N objects, / N.
+fn bytes_per(g: Gil<'_>, make: Make) -> (f64, f64) {
+    // Warm: the class of `g.instance`, interned small values, the key str.
+    drop(make(g));
+    g.gc_collect(2).unwrap();
+    let mut kept = Vec::with_capacity(N);
+    let heap0 = g.memory_stats().bytes_in_use as f64;
+    let sys0 = LIVE.load(Ordering::Relaxed) as f64;
+    for _ in 0..N {
+        kept.push(make(g));
+    }
+    let heap = (g.memory_stats().bytes_in_use as f64 - heap0) / N as f64;
+    let sys = (LIVE.load(Ordering::Relaxed) as f64 - sys0) / N as f64;
+    drop(kept);
+    g.gc_collect(2).unwrap();
+    (heap, sys)
+}
+
+fn cpython() -> Option<serde_json::Value> {
+    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/objects_cpython.py");
+    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
+    if !out.status.success() {
+        eprintln!("objects side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn side_by_side(g: Gil<'_>) {
+    g.gc_disable();
+    let py = cpython();
+    match &py {
+        Some(py) => eprintln!(
+            "bytes per object, N = {N} (ours = heap blocks + system bytes; CPython {} = tracemalloc):",
+            py["python"].as_str().unwrap_or("?")
+        ),
+        None => eprintln!("bytes per object, N = {N} (no CPython found: set SUBINTERP_CPYTHON):"),
+    }
+    eprintln!("  {:20} {:>8} {:>8} {:>8} {:>9} {:>8}", "shape", "heap", "system", "ours", "CPython", "ratio");
+    for (name, make) in SHAPES {
+        let (heap, sys) = bytes_per(g, make);
+        let ours = heap + sys;
+        let theirs = py.as_ref().and_then(|p| p[format!("{name}_bytes")].as_f64()).unwrap_or(f64::NAN);
+        eprintln!("  {name:20} {heap:8.1} {sys:8.1} {ours:8.1} {theirs:9.1} {:8.2}", ours / theirs);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let interp = rt.create(InterpreterConfig::isolated()).unwrap();
+    interp.with_gil(side_by_side).unwrap();
+    let mut group = c.benchmark_group("objects");
+    interp
+        .with_gil(|g| {
+            g.gc_disable();
+            // Baseline in the same run: a boxed Rust value of the same role.
+            group.bench_function("baseline_box_vec_u64_1", |b| b.iter(|| std::hint::black_box(Box::new(vec![0u64]))));
+            for (name, make) in SHAPES {
+                group.bench_function(format!("make_free_{name}"), |b| b.iter(|| std::hint::black_box(make(g))));
+            }
+        })
+        .unwrap();
+    group.finish();
+    interp.close().unwrap();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
