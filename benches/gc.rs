@@ -14,21 +14,38 @@
 
 use std::time::Instant;
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
 
 const N: usize = 1_000_000;
 
-/// `n` objects as two-list cycles; returns the lists when `keep`.
-fn cycles<'i>(g: Gil<'i>, n: usize, keep: bool) -> Vec<Obj<'i>> {
-    let mut kept = Vec::new();
+/// `n` objects as two-list cycles; when `keep`, one of each pair is
+/// appended to a heap list, which is returned (the script's `kept`: the
+/// roots have CPython's shape, one list object the collector traverses).
+fn cycles<'i>(g: Gil<'i>, n: usize, keep: bool) -> Obj<'i> {
+    let kept = g.list(&[]).unwrap();
     for _ in 0..n / 2 {
         let a = g.list(&[]).unwrap();
         let b = g.list(std::slice::from_ref(&a)).unwrap();
         a.list_append(&b).unwrap();
         if keep {
-            kept.push(a);
+            kept.list_append(&a).unwrap();
         }
+    }
+    kept
+}
+
+/// The same with the roots in a Rust `Vec` of handles (external references,
+/// which the collector never traverses): an extra line, not CPython's shape.
+fn cycles_rust_roots<'i>(g: Gil<'i>, n: usize) -> Vec<Obj<'i>> {
+    let mut kept = Vec::with_capacity(n / 2);
+    for _ in 0..n / 2 {
+        let a = g.list(&[]).unwrap();
+        let b = g.list(std::slice::from_ref(&a)).unwrap();
+        a.list_append(&b).unwrap();
+        kept.push(a);
     }
     kept
 }
@@ -52,8 +69,9 @@ fn collect(g: Gil<'_>, gen: usize) -> impl FnMut() + '_ {
     }
 }
 
-/// Our figures for the four shapes, measured as the script measures them.
-fn ours(g: Gil<'_>) -> [f64; 4] {
+/// Our figures for the four shapes, measured as the script measures them,
+/// and the alive shape with Rust-held roots.
+fn ours(g: Gil<'_>) -> ([f64; 4], f64) {
     g.gc_disable();
     let garbage = best_ms(5, || drop(cycles(g, N, false)), collect(g, 2));
     let kept = cycles(g, N, true);
@@ -63,7 +81,11 @@ fn ours(g: Gil<'_>) -> [f64; 4] {
     drop(kept);
     g.gc_collect(2).unwrap();
     let young_empty = best_ms(50, || drop(cycles(g, 1000, false)), collect(g, 0));
-    [garbage, alive, young_old, young_empty]
+    let kept = cycles_rust_roots(g, N);
+    let alive_rust_roots = best_ms(5, || {}, collect(g, 2));
+    drop(kept);
+    g.gc_collect(2).unwrap();
+    ([garbage, alive, young_old, young_empty], alive_rust_roots)
 }
 
 /// Runs `benches/gc_cpython.py --json` in the CPython found, if any.
@@ -79,9 +101,16 @@ fn cpython() -> Option<serde_json::Value> {
 }
 
 fn side_by_side(g: Gil<'_>) {
-    let mine = ours(g);
+    let load = common::load_average();
+    side_by_side_table(g);
+    eprintln!("  {}", common::load_note(load));
+}
+
+fn side_by_side_table(g: Gil<'_>) {
+    let (mine, alive_rust_roots) = ours(g);
     let Some(py) = cpython() else {
         eprintln!("gc side by side: no CPython found (set SUBINTERP_CPYTHON); ours: {mine:.3?} ms");
+        eprintln!("  full_1e6_in_2cycles_all_alive with the roots in a Rust Vec: {alive_rust_roots:.3} ms");
         return;
     };
     let version = py["python"].as_str().unwrap_or("?");
@@ -97,6 +126,10 @@ fn side_by_side(g: Gil<'_>) {
         eprintln!("  {name:34} ours {ms:10.4} ms  CPython {theirs:10.4} ms  {:6.2}x  target {target}", theirs / ms);
     }
     eprintln!("  young with 1e6 old / with 0 old: {:.3}", mine[2] / mine[3]);
+    eprintln!(
+        "  extra: all_alive with the roots in a Rust Vec (not CPython's shape): {alive_rust_roots:.4} ms ({:.2}x)",
+        py["full_1e6_in_2cycles_all_alive_ms"].as_f64().unwrap_or(f64::NAN) / alive_rust_roots
+    );
 }
 
 fn bench(c: &mut Criterion) {

@@ -17,6 +17,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+mod common;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
 
@@ -119,6 +121,12 @@ fn cpython() -> Option<serde_json::Value> {
 }
 
 fn side_by_side(g: Gil<'_>) {
+    let load = common::load_average();
+    side_by_side_table(g);
+    eprintln!("  {}", common::load_note(load));
+}
+
+fn side_by_side_table(g: Gil<'_>) {
     g.gc_disable();
     let py = cpython();
     match &py {

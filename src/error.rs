@@ -149,8 +149,14 @@ pub enum Error {
         limit: usize,
     },
 
-    /// The operating system refused to map memory for an interpreter's heap.
-    #[error("interpreter {id}: mapping {size} bytes failed: {reason}")]
+    /// The operating system refused to map memory for an interpreter's heap
+    /// (out of memory or address space, e.g. under `ulimit -v`). Like
+    /// [`Error::MemoryError`], a Python `MemoryError`
+    /// ([`is_memory_error`](Error::is_memory_error)): nothing was changed.
+    #[error(
+        "MemoryError: interpreter {id}: the system refused to map {size} bytes ({reason}); free objects, or \
+         give the process more memory or address space"
+    )]
     MmapFailed {
         /// The interpreter that asked.
         id: InterpreterId,
@@ -278,6 +284,30 @@ pub enum Error {
         /// The sequence's length.
         len: usize,
     },
+}
+
+impl Error {
+    /// Whether this is a Python `MemoryError`: the interpreter's budget said
+    /// no ([`Error::MemoryError`]) or the system did ([`Error::MmapFailed`]).
+    /// Either way the operation changed nothing and the interpreter is
+    /// usable.
+    ///
+    /// ```
+    /// use subinterp::{InterpreterConfig, Runtime, RuntimeConfig};
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// let i = rt.create(InterpreterConfig::isolated())?;
+    /// i.with_gil(|g| {
+    ///     g.set_memory_limit(Some(1 << 20)).unwrap();
+    ///     let e = g.alloc(8 << 20).unwrap_err();
+    ///     assert!(e.is_memory_error());
+    ///     assert!(!subinterp::Error::ThreadExiting.is_memory_error());
+    /// })?;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn is_memory_error(&self) -> bool {
+        matches!(self, Error::MemoryError { .. } | Error::MmapFailed { .. })
+    }
 }
 
 /// `Result` with this crate's [`Error`].

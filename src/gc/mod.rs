@@ -312,6 +312,14 @@ fn uid_of(g: Gil<'_>) -> u64 {
 pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result<Raw> {
     let off = if gc { GC_HEAD_SIZE } else { 0 };
     let size = off + std::mem::size_of::<ObjHead>() + data.len();
+    // The tracking table's room first (its growth is the one system
+    // allocation of a tracked object's birth): a refusal there is a
+    // `MemoryError`, never an abort.
+    if gc && st(g, |s| s.gens[GEN0].try_reserve(1).is_err()) {
+        release_body(g, body);
+        let in_use = g.memory_stats().counted_bytes;
+        return Err(Error::MemoryError { id: g.id(), requested: size, in_use, limit: in_use });
+    }
     let base = match g.heap().alloc(size) {
         Ok(base) => base,
         Err(e) => {

@@ -1,0 +1,27 @@
+//! What the side-by-side benches share: the machine-load control.
+//!
+//! A ratio to CPython measured in the same run survives a busy machine
+//! better than an absolute figure, but neither is worth much when other work
+//! competes for the cores. Each side-by-side table prints the 1-minute load
+//! average before and after it and a warning when it exceeds half the
+//! cores (`/proc/loadavg`; elsewhere the line says it is unknown).
+
+/// The 1-minute load average, if the OS reports it.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// One line on the machine's load: `before` and now, against the cores.
+pub fn load_note(before: Option<f64>) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match (before, load_average()) {
+        (Some(b), Some(a)) => {
+            let busy = b.max(a) > cores as f64 / 2.0;
+            format!(
+                "machine load: {b:.2} before, {a:.2} after, {cores} cores{}",
+                if busy { " -- WARNING: machine busy, figures are not idle-machine figures" } else { " (idle)" }
+            )
+        }
+        _ => format!("machine load: unknown (no /proc/loadavg), {cores} cores"),
+    }
+}
