@@ -12,12 +12,16 @@
 //! 16-byte body): a tracked list or tuple with up to one item is one 32-byte
 //! block, an int or float one 32-byte block (24 bytes rounded up).
 //!
-//! `str`/`bytes` keep their bytes inline, in the same block. List and tuple
+//! `str`/`bytes` keep their bytes inline, in the same block; a str's bytes
+//! follow an 8-byte word that caches its hash (0 until first hashed, see
+//! `dict.rs`), so a str of up to 8 bytes is a 48-byte block (CPython 3.13:
+//! `sys.getsizeof('abc')` = 52). List and tuple
 //! item buffers are blocks of the same heap (`items.rs`: counted, under the
-//! memory limit, freed explicitly at the body's drop sites). Dict tables,
-//! closures, code constants and embedder values are still `Box`/`Vec`
-//! buffers of the system allocator, owned by the body (issue 11, item 3:
-//! not yet moved).
+//! memory limit, freed explicitly at the body's drop sites), and so are dict
+//! tables (`dict.rs`; a dict body is one pointer to its table). Closures,
+//! code constants, the boxed bodies and embedder values are still
+//! `Box`/`Vec` buffers of the system allocator, owned by the body (issue
+//! 11, item 3: not yet moved).
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem::size_of;
