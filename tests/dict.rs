@@ -354,7 +354,7 @@ fn dicts_in_cycles_are_collected() {
             d.dict_set(&g.int(1).unwrap(), &d).unwrap();
             o.setattr("back", &d).unwrap();
             for i in 0..100 {
-                d.dict_set(&g.int(i + 10).unwrap(), &g.list(&[d.clone()]).unwrap()).unwrap();
+                d.dict_set(&g.int(i + 10).unwrap(), &g.list(std::slice::from_ref(&d)).unwrap()).unwrap();
             }
             weak = g.weakref(&o, None).unwrap();
         }
