@@ -688,6 +688,63 @@ fn tuples_equal(x: &[Raw], y: &[Raw]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::UnsafeCell;
+
+    /// Int objects that are never freed by the dict (it holds pointers only):
+    /// headers in a boxed slice, so their addresses are stable.
+    fn ints(n: i64) -> Box<[ObjHead]> {
+        (0..n).map(|i| ObjHead { refcnt: 1.into(), flags: 0.into(), body: UnsafeCell::new(Body::Int(i)) }).collect()
+    }
+
+    fn raw(objs: &[ObjHead], i: usize) -> Raw {
+        NonNull::from(&objs[i])
+    }
+
+    /// The table's unsafe paths without a runtime (small enough for Miri,
+    /// strict provenance): growth through every rebuild up to a 16-bit
+    /// index, lookups, replacement, deletes (dummy slots) and their reuse,
+    /// `take_all`, and the frees.
+    #[test]
+    fn table_grows_deletes_and_frees_in_its_heap() {
+        let heap = InterpHeap::new(9_201, None);
+        let objs = ints(300);
+        let mut d = Dict::new();
+        assert_eq!((d.len(), d.table_bytes()), (0, 0));
+        for i in 0..300 {
+            let r = raw(&objs, i);
+            assert!(d.set(&heap, key_hash(r).unwrap(), r, r).unwrap().is_none());
+        }
+        assert_eq!(d.len(), 300);
+        assert_eq!(index_width(d.log()), 2);
+        for i in 0..300 {
+            let r = raw(&objs, i);
+            assert_eq!(d.get(key_hash(r).unwrap(), r), Some(r));
+        }
+        // Replacing gives back the old value and the new key.
+        let (a, b) = (raw(&objs, 7), raw(&objs, 8));
+        assert_eq!(d.set(&heap, key_hash(a).unwrap(), a, b).unwrap(), Some((a, a)));
+        assert_eq!(d.get(key_hash(a).unwrap(), a), Some(b));
+        for i in (0..300).step_by(3) {
+            let r = raw(&objs, i);
+            assert_eq!(d.remove(key_hash(r).unwrap(), r).map(|p| p.0), Some(r));
+            assert_eq!(d.get(key_hash(r).unwrap(), r), None);
+        }
+        assert_eq!(d.len(), 200);
+        let order: Vec<usize> =
+            d.items().map(|(k, _)| (k.as_ptr().addr() - objs.as_ptr().addr()) / size_of::<ObjHead>()).collect();
+        assert_eq!(order, (0..300).filter(|i| i % 3 != 0).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        d.take_all(&mut out);
+        assert_eq!((out.len(), d.len()), (400, 0));
+        // The emptied table is reused, then freed.
+        let r = raw(&objs, 0);
+        d.set(&heap, key_hash(r).unwrap(), r, r).unwrap();
+        assert_eq!(d.items().count(), 1);
+        // SAFETY: the table came from `heap`.
+        unsafe { d.free_in(&heap) };
+        assert_eq!(d.table_bytes(), 0);
+        assert_eq!(heap.teardown().0.live_blocks, 0);
+    }
 
     /// Table arithmetic: widths by size, two thirds usable, the smallest
     /// table 144 bytes (a 1-key dict: 32-byte object + 144 = 176 bytes,
