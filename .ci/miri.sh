@@ -9,7 +9,7 @@
 # Runs (see docs/verification.md, "Miri"):
 #   1. strict provenance (-Zmiri-strict-provenance): the tests that never
 #      touch crossbeam-epoch (whose 0.9 API passes pointers as integers) nor
-#      the checked free's exposed-provenance fast path: gc::items and the heap
+#      the checked free's exposed-provenance fast path: gc::items, gc::dict and the heap
 #      on its own (mem::tests::arenas_..., mem::api, mem::stats);
 #   2. every other unit test of those modules, permissive provenance;
 #   3. the registry's racing-writers test again under MIRI_RACE_SEEDS (3)
@@ -43,7 +43,7 @@ cargo +nightly miri setup >/dev/null
 BASE="-Zmiri-tree-borrows -Zmiri-disable-isolation ${MIRI_EXTRA_FLAGS:-}"
 SEEDS="${MIRI_SEEDS:-8}"
 RACE_SEEDS="${MIRI_RACE_SEEDS:-3}"
-STRICT=(gc::items mem::tests::arenas_fill_drain_discard_and_serve_again mem::api:: mem::stats::)
+STRICT=(gc::items gc::dict mem::tests::arenas_fill_drain_discard_and_serve_again mem::api:: mem::stats::)
 skips=()
 for t in "${STRICT[@]}"; do skips+=(--skip "$t"); done
 log="$CARGO_TARGET_DIR/miri-lane.log"

@@ -276,6 +276,17 @@ pub enum Error {
         context: &'static str,
     },
 
+    /// An operation that is invalid in the object's current state (CPython's
+    /// `RuntimeError`), e.g. a dict iterator stepped after the dict gained
+    /// or lost keys ("dictionary changed size during iteration"): iterate
+    /// over a snapshot ([`Obj::dict_items`](crate::Obj::dict_items)) to
+    /// mutate while iterating.
+    #[error("RuntimeError: {message}")]
+    RuntimeError {
+        /// What was wrong, in CPython's words.
+        message: String,
+    },
+
     /// A sequence index was out of range.
     #[error("IndexError: index {index} out of range for a sequence of length {len}")]
     IndexError {

@@ -57,7 +57,7 @@ mod sync;
 
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
-pub use gc::object::{Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
+pub use gc::object::{DictIter, Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
 pub use gc::trace::{Cleared, Member, MemberVec, Trace, TraceField, Visitor};
 pub use gc::{
     CollectResult, GcCallback, GcDebugOutput, GcPhase, GenStats, DEBUG_COLLECTABLE, DEBUG_LEAK, DEBUG_SAVEALL,

@@ -223,3 +223,46 @@ fn checked_frees_of_own_and_foreign_blocks() {
     .unwrap();
     assert_eq!(b.close().unwrap().leaked.live_blocks, 0);
 }
+
+/// The dict's table (`src/gc/dict.rs`): growth through rebuilds (i8 index,
+/// then a larger table), equal keys of other types, deletes (dummy slots),
+/// reinsertion, a live iterator, `clear`, and a dict in a collected cycle,
+/// its table freed by the collector and at close.
+#[test]
+fn dict_tables_grow_delete_iterate_and_free() {
+    with(|g| {
+        let d = g.dict().unwrap();
+        let int = |v| g.int(v).unwrap();
+        for i in 0..12 {
+            d.dict_set(&int(i), &int(i * 10)).unwrap();
+        }
+        d.dict_set(&g.str("s").unwrap(), &int(-1)).unwrap();
+        d.dict_set(&g.tuple(&[int(1), g.str("t").unwrap()]).unwrap(), &int(-2)).unwrap();
+        assert_eq!(d.dict_get(&g.float(3.0).unwrap()).unwrap().unwrap().as_int(), Some(30));
+        assert_eq!(d.dict_get(&g.str("s").unwrap()).unwrap().unwrap().as_int(), Some(-1));
+        let t = g.tuple(&[g.bool(true).unwrap(), g.str("t").unwrap()]).unwrap();
+        assert_eq!(d.dict_get(&t).unwrap().unwrap().as_int(), Some(-2));
+        for i in (0..12).step_by(2) {
+            assert!(d.dict_del(&int(i)).unwrap());
+        }
+        d.dict_set(&int(0), &int(0)).unwrap();
+        let keys: Vec<Option<i64>> = d.dict_iter().unwrap().map(|kv| kv.unwrap().0.as_int()).collect();
+        assert_eq!(keys, [Some(1), Some(3), Some(5), Some(7), Some(9), Some(11), None, None, Some(0)]);
+        let mut it = d.dict_iter().unwrap();
+        it.next().unwrap().unwrap();
+        d.dict_del(&int(1)).unwrap();
+        assert!(matches!(it.next(), Some(Err(Error::RuntimeError { .. }))));
+        drop(it); // it holds the dict
+        d.clear().unwrap();
+        assert_eq!(d.len().unwrap(), 0);
+        d.dict_set(&int(5), &d).unwrap();
+        let o = g.instance("M").unwrap();
+        o.setattr("d", &d).unwrap();
+        d.dict_set(&g.str("o").unwrap(), &o).unwrap();
+        drop((d, o));
+        assert!(g.gc_collect(2).unwrap().collected >= 2);
+        // One left for the close to free.
+        let kept = g.dict().unwrap();
+        kept.dict_set(&int(1), &kept).unwrap();
+    })
+}

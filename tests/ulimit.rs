@@ -109,3 +109,18 @@ limited_case!(a_huge_str_under_ulimit_is_a_memory_error, |g| {
         }
     }
 });
+limited_case!(a_dict_growing_under_ulimit_is_a_memory_error, |g| {
+    let d = g.dict().unwrap();
+    let v = g.none().unwrap();
+    let mut i = 0i64;
+    loop {
+        let k = match g.int(i) {
+            Ok(k) => k,
+            Err(e) => return e,
+        };
+        if let Err(e) = d.dict_set(&k, &v) {
+            return e;
+        }
+        i += 1;
+    }
+});

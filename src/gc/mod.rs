@@ -309,9 +309,11 @@ fn uid_of(g: Gil<'_>) -> u64 {
     g.interpreter().rec.gc.uid
 }
 
-pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result<Raw> {
+/// Allocates an object with `body`, followed inline by `prefix` zero bytes
+/// (a str's hash cache) and `data`.
+pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, prefix: usize, data: &[u8]) -> Result<Raw> {
     let off = if gc { GC_HEAD_SIZE } else { 0 };
-    let size = off + std::mem::size_of::<ObjHead>() + data.len();
+    let size = off + std::mem::size_of::<ObjHead>() + prefix + data.len();
     // The tracking table's room first (its growth is the one system
     // allocation of a tracked object's birth): a refusal there is a
     // `MemoryError`, never an abort.
@@ -337,11 +339,13 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, data: &[u8]) -> Result
         flags |= FLAG_SMALL;
     }
     // SAFETY: `base` is a fresh block of `size` bytes, 16-byte aligned; the
-    // GcHead (16 bytes) and ObjHead fit, followed by `data.len()` bytes.
+    // GcHead (16 bytes) and ObjHead fit, followed by `prefix + data.len()` bytes.
     let raw = unsafe {
         let p = base.as_ptr().add(off).cast::<ObjHead>();
         p.write(ObjHead { refcnt: 1.into(), flags: flags.into(), body: std::cell::UnsafeCell::new(body) });
-        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>().add(std::mem::size_of::<ObjHead>()), data.len());
+        let inline = p.cast::<u8>().add(std::mem::size_of::<ObjHead>());
+        std::ptr::write_bytes(inline, 0, prefix);
+        std::ptr::copy_nonoverlapping(data.as_ptr(), inline.add(prefix), data.len());
         if gc {
             base.as_ptr().cast::<GcHead>().write(GcHead { slot: 0.into() });
         }
@@ -532,11 +536,15 @@ fn release_body(g: Gil<'_>, body: Body) {
         Body::Dict(mut d) => {
             let mut out = Vec::new();
             d.take_all(&mut out);
+            // SAFETY: the table came from this interpreter's heap; GIL held.
+            unsafe { d.free_in(g.heap()) };
             out.into_iter().for_each(|c| decref(g, c));
         }
         Body::Instance(mut i) => {
             let mut out = Vec::new();
             i.dict.take_all(&mut out);
+            // SAFETY: as above.
+            unsafe { i.dict.free_in(g.heap()) };
             out.extend(i.finalizer.take());
             out.extend(i.legacy.take());
             out.push(i.class);
@@ -546,6 +554,8 @@ fn release_body(g: Gil<'_>, body: Body) {
             let mut out = std::mem::take(&mut t.bases);
             out.append(&mut t.mro);
             t.dict.take_all(&mut out);
+            // SAFETY: the table came from this interpreter's heap; GIL held.
+            unsafe { t.dict.free_in(g.heap()) };
             out.into_iter().for_each(|c| decref(g, c));
         }
         Body::Method(m) => {
@@ -664,9 +674,17 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
     let flags = head(r).flags.get();
     // SAFETY: the object is dead and nothing refers to it (no borrow of its
     // body is alive); its item buffer came from this interpreter's heap.
-    if let Body::Seq(items) = unsafe { body_mut(r) } {
+    match unsafe { body_mut(r) } {
         // SAFETY: as above; the GIL is held.
-        unsafe { items.free_in(g.heap()) };
+        Body::Seq(items) => unsafe { items.free_in(g.heap()) },
+        // A dict's table, as a list's buffer (its references were taken out).
+        // SAFETY: as above.
+        Body::Dict(d) => unsafe { d.free_in(g.heap()) },
+        // SAFETY: as above.
+        Body::Instance(i) => unsafe { i.dict.free_in(g.heap()) },
+        // SAFETY: as above.
+        Body::Type(t) => unsafe { t.dict.free_in(g.heap()) },
+        _ => {}
     }
     if let Some(kept) = kept {
         if matches!(body(r), Body::Instance(_) | Body::Type(_) | Body::Method(_) | Body::Module(_)) {

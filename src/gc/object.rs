@@ -12,12 +12,16 @@
 //! 16-byte body): a tracked list or tuple with up to one item is one 32-byte
 //! block, an int or float one 32-byte block (24 bytes rounded up).
 //!
-//! `str`/`bytes` keep their bytes inline, in the same block. List and tuple
+//! `str`/`bytes` keep their bytes inline, in the same block; a str's bytes
+//! follow an 8-byte word that caches its hash (0 until first hashed, see
+//! `dict.rs`), so a str of up to 8 bytes is a 48-byte block (CPython 3.13:
+//! `sys.getsizeof('abc')` = 52). List and tuple
 //! item buffers are blocks of the same heap (`items.rs`: counted, under the
-//! memory limit, freed explicitly at the body's drop sites). Dict tables,
-//! closures, code constants and embedder values are still `Box`/`Vec`
-//! buffers of the system allocator, owned by the body (issue 11, item 3:
-//! not yet moved).
+//! memory limit, freed explicitly at the body's drop sites), and so are dict
+//! tables (`dict.rs`; a dict body is one pointer to its table). Closures,
+//! code constants, the boxed bodies and embedder values are still
+//! `Box`/`Vec` buffers of the system allocator, owned by the body (issue
+//! 11, item 3: not yet moved).
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem::size_of;
@@ -25,7 +29,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
-pub(crate) use super::dict::{hkey, Dict, HKey};
+pub(crate) use super::dict::{key_hash, Dict};
 use super::trace::{Cleared, Trace, Visitor};
 pub(crate) use super::types::{Method, ModuleObj, TypeObj};
 use crate::error::{Error, Result};
@@ -161,7 +165,8 @@ pub(crate) enum Body {
     Bytes(usize),
     /// A tuple or a list (`Items::kind`).
     Seq(Items),
-    Dict(Box<Dict>),
+    /// A dict: one pointer to its table in the heap (`dict.rs`).
+    Dict(Dict),
     Instance(Box<Instance>),
     Function(Box<Function>),
     Weakref(Box<WeakrefBody>),
@@ -375,6 +380,16 @@ fn inline_data(r: Raw) -> *mut u8 {
     unsafe { (r.as_ptr() as *mut u8).add(size_of::<ObjHead>()) }
 }
 
+/// Bytes before a str's UTF-8 data: its hash cache (0 until computed).
+pub(crate) const STR_HASH_PREFIX: usize = size_of::<u64>();
+
+/// The hash cache word of a str object (the first inline word, 8-aligned:
+/// the block is 16-aligned and `ObjHead` 24 bytes, or 32 with a `GcHead`).
+#[inline(always)]
+pub(crate) fn str_hash_slot(r: Raw) -> *mut u64 {
+    inline_data(r).cast::<u64>()
+}
+
 pub(crate) fn kind_of(r: Raw) -> Kind {
     match body(r) {
         Body::None => Kind::None,
@@ -537,9 +552,9 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
 
 pub(crate) fn str_of<'a>(r: Raw) -> &'a str {
     let Body::Str(n) = body(r) else { return "" };
-    // SAFETY: a str object holds `n` bytes of valid UTF-8 inline, written at
-    // creation and never changed.
-    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(inline_data(r), *n)) }
+    // SAFETY: a str object holds `n` bytes of valid UTF-8 inline after its
+    // hash cache, written at creation and never changed.
+    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(inline_data(r).add(STR_HASH_PREFIX), *n)) }
 }
 
 pub(crate) fn bytes_of<'a>(r: Raw) -> &'a [u8] {
@@ -778,7 +793,7 @@ impl<'i> Obj<'i> {
         }
     }
 
-    /// Empties a list or dict.
+    /// Empties a list or dict. A dict's table goes back to the heap.
     pub fn clear(&self) -> Result<()> {
         match body(self.raw) {
             Body::Seq(l) if l.is_list() => {}
@@ -787,6 +802,11 @@ impl<'i> Obj<'i> {
         }
         let mut out = Vec::new();
         take_refs(self.raw, self.g.interpreter().rec.gc.uid(), &mut out);
+        // SAFETY: no reference into the body is alive; nothing runs between.
+        if let Body::Dict(d) = unsafe { body_mut(self.raw) } {
+            // SAFETY: the table came from this interpreter's heap; GIL held.
+            unsafe { d.free_in(self.g.heap()) };
+        }
         out.into_iter().for_each(|r| decref(self.g, r));
         Ok(())
     }
@@ -805,9 +825,30 @@ impl<'i> Obj<'i> {
         }
     }
 
-    /// `self[key] = value` for a dict. Keys must be hashable built-ins
-    /// (None, bool, int, float, str, bytes, tuples of those), else
-    /// [`Error::TypeError`] ("unhashable type").
+    /// `self[key] = value` for a dict. Keys must be hashable: None, bool,
+    /// int, float, str, bytes, tuples of hashable keys, and the objects that
+    /// hash by identity (instances, classes, functions, …); else
+    /// [`Error::TypeError`] with CPython's text ("unhashable type: 'list'").
+    /// Keys compare as Python's do: `1`, `1.0` and `True` are one key; the
+    /// first key object stays, the later one is released.
+    ///
+    /// Errors: [`Error::MemoryError`] when the table must grow and the heap
+    /// refuses it (the dict is unchanged); [`Error::RecursionError`] for a
+    /// key of tuples nested deeper than 1,000.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let d = g.dict()?;
+    ///     d.dict_set(&g.int(1)?, &g.str("one")?)?;
+    ///     d.dict_set(&g.float(1.0)?, &g.str("uno")?)?; // the same key
+    ///     assert_eq!(d.len()?, 1);
+    ///     assert_eq!(d.dict_get(&g.bool(true)?)?.unwrap().as_str(), Some("uno"));
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn dict_set(&self, key: &Obj<'i>, value: &Obj<'i>) -> Result<()> {
         if !matches!(body(self.raw), Body::Dict(_)) {
             return Err(self.type_error("dict_set needs a dict"));
@@ -816,39 +857,50 @@ impl<'i> Obj<'i> {
     }
 
     fn dict_set_any(&self, key: &Obj<'i>, value: &Obj<'i>) -> Result<()> {
-        let hk = hkey(key.raw)?;
+        let hash = key_hash(key.raw)?;
         let (k, v) = (key.clone().into_raw(), value.clone().into_raw());
-        // SAFETY: `set` runs no user code; references are released after.
-        let displaced = unsafe { self.dict_mut() }.map(|d| d.set(hk, k, v));
-        let displaced = match displaced {
-            Ok(d) => d,
+        // SAFETY: `set` runs no user code (the heap's limiter hook gets no
+        // `Gil`); references are released after the borrow ends.
+        let displaced = unsafe { self.dict_mut() }.and_then(|d| d.set(self.g.heap(), hash, k, v));
+        match displaced {
+            Ok(Some((a, b))) => {
+                decref(self.g, a);
+                decref(self.g, b);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
             Err(e) => {
+                // Nothing changed: the references are given back.
                 decref(self.g, k);
                 decref(self.g, v);
-                return Err(e);
+                Err(e)
             }
-        };
-        displaced.into_iter().for_each(|r| decref(self.g, r));
-        Ok(())
+        }
     }
 
-    /// `self.get(key)` for a dict.
+    /// `self.get(key)` for a dict (Python equality, as in
+    /// [`dict_set`](Self::dict_set)). Errors: unhashable key as there.
+    #[inline]
     pub fn dict_get(&self, key: &Obj<'i>) -> Result<Option<Obj<'i>>> {
-        let hk = hkey(key.raw)?;
         match body(self.raw) {
-            Body::Dict(d) => Ok(d.get(&hk).map(|r| Obj::from_raw_borrowed(r, self.g))),
+            Body::Dict(d) => {
+                let hash = key_hash(key.raw)?;
+                Ok(d.get(hash, key.raw).map(|r| Obj::from_raw_borrowed(r, self.g)))
+            }
             _ => Err(self.type_error("dict_get needs a dict")),
         }
     }
 
-    /// `del self[key]` for a dict; returns whether the key was there.
+    /// `del self[key]` for a dict; returns whether the key was there. The
+    /// table does not shrink here (CPython's rule): the hole is dropped at
+    /// the next growth.
     pub fn dict_del(&self, key: &Obj<'i>) -> Result<bool> {
-        let hk = hkey(key.raw)?;
         if !matches!(body(self.raw), Body::Dict(_)) {
             return Err(self.type_error("dict_del needs a dict"));
         }
+        let hash = key_hash(key.raw)?;
         // SAFETY: `remove` runs no user code; references are released after.
-        let removed = unsafe { self.dict_mut() }?.remove(&hk);
+        let removed = unsafe { self.dict_mut() }?.remove(hash, key.raw);
         match removed {
             Some((k, v)) => {
                 decref(self.g, k);
@@ -859,15 +911,50 @@ impl<'i> Obj<'i> {
         }
     }
 
+    fn dict_ref(&self, what: &str) -> Result<&Dict> {
+        match body(self.raw) {
+            Body::Dict(d) => Ok(d),
+            Body::Instance(i) => Ok(&i.dict),
+            _ => Err(self.type_error(what)),
+        }
+    }
+
     /// The (key, value) pairs of a dict (or an instance's attributes), in
-    /// insertion order.
+    /// insertion order: a snapshot (see [`dict_iter`](Self::dict_iter) for
+    /// a live iterator).
     pub fn dict_items(&self) -> Result<Vec<(Obj<'i>, Obj<'i>)>> {
-        let d = match body(self.raw) {
-            Body::Dict(d) => d,
-            Body::Instance(i) => &i.dict,
-            _ => return Err(self.type_error("dict_items needs a dict")),
-        };
+        let d = self.dict_ref("dict_items needs a dict")?;
         Ok(d.items().map(|(k, v)| (Obj::from_raw_borrowed(k, self.g), Obj::from_raw_borrowed(v, self.g))).collect())
+    }
+
+    /// An iterator over the (key, value) pairs of a dict (or an instance's
+    /// attributes) in insertion order, reading the dict as it goes (CPython's
+    /// `iter(d.items())`). Adding or removing keys meanwhile makes the next
+    /// step an [`Error::RuntimeError`] with CPython's text, "dictionary
+    /// changed size during iteration" (or "dictionary keys changed during
+    /// iteration" when as many were added as removed); after an error the
+    /// iterator ends. Replacing a value is allowed.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig, Error};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let d = g.dict()?;
+    ///     d.dict_set(&g.str("a")?, &g.int(1)?)?;
+    ///     d.dict_set(&g.str("b")?, &g.int(2)?)?;
+    ///     let mut it = d.dict_iter()?;
+    ///     let (k, v) = it.next().unwrap()?;
+    ///     assert_eq!((k.as_str(), v.as_int()), (Some("a"), Some(1)));
+    ///     d.dict_set(&g.str("c")?, &g.int(3)?)?;
+    ///     assert!(matches!(it.next(), Some(Err(Error::RuntimeError { .. }))));
+    ///     assert!(it.next().is_none());
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn dict_iter(&self) -> Result<DictIter<'i>> {
+        let len = self.dict_ref("dict_iter needs a dict")?.len();
+        Ok(DictIter { dict: self.clone(), pos: 0, expected: len, remaining: len, done: false })
     }
 
     fn set_instance_hook(&self, legacy: bool, f: Option<&Obj<'i>>) -> Result<()> {
@@ -1034,6 +1121,51 @@ impl std::fmt::Debug for Obj<'_> {
     }
 }
 
+/// A live iterator over a dict's (key, value) pairs, from
+/// [`Obj::dict_iter`]. It holds a reference to the dict.
+pub struct DictIter<'i> {
+    dict: Obj<'i>,
+    pos: usize,
+    expected: usize,
+    remaining: usize,
+    done: bool,
+}
+
+impl<'i> Iterator for DictIter<'i> {
+    type Item = Result<(Obj<'i>, Obj<'i>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let g = self.dict.g;
+        let fail = |it: &mut Self, message: &str| {
+            it.done = true;
+            Some(Err(Error::RuntimeError { message: message.into() }))
+        };
+        let Ok(d) = self.dict.dict_ref("") else { return fail(self, "dictionary changed size during iteration") };
+        if d.len() != self.expected {
+            return fail(self, "dictionary changed size during iteration");
+        }
+        let end = d.nentries();
+        while self.pos < end {
+            let at = d.entry_at(self.pos);
+            self.pos += 1;
+            if let Some((k, v)) = at {
+                if self.remaining == 0 {
+                    // An entry beyond the ones counted at the start: keys
+                    // were removed and as many added (CPython's check).
+                    return fail(self, "dictionary keys changed during iteration");
+                }
+                self.remaining -= 1;
+                return Some(Ok((Obj::from_raw_borrowed(k, g), Obj::from_raw_borrowed(v, g))));
+            }
+        }
+        self.done = true;
+        None
+    }
+}
+
 /// Moves a pointer into a pending call (run under the owner's GIL).
 struct SendRaw(Raw);
 // SAFETY: the pointer is only dereferenced by the pending call, which runs
@@ -1132,7 +1264,7 @@ impl<'i> Gil<'i> {
     }
 
     fn new_obj(&self, body: Body, gc: bool, data: &[u8]) -> Result<Obj<'i>> {
-        let raw = super::alloc_obj(*self, body, gc, data)?;
+        let raw = super::alloc_obj(*self, body, gc, 0, data)?;
         Ok(Obj::from_raw_owned(raw, *self))
     }
 
@@ -1199,9 +1331,11 @@ impl<'i> Gil<'i> {
         self.new_obj(Body::Float(v), false, &[])
     }
 
-    /// A new `str` (its bytes live in the same heap block).
+    /// A new `str` (its bytes live in the same heap block, after a word
+    /// that caches its hash once it is used as a dict key).
     pub fn str(&self, v: &str) -> Result<Obj<'i>> {
-        self.new_obj(Body::Str(v.len()), false, v.as_bytes())
+        let raw = super::alloc_obj(*self, Body::Str(v.len()), false, STR_HASH_PREFIX, v.as_bytes())?;
+        Ok(Obj::from_raw_owned(raw, *self))
     }
 
     /// A new `bytes`.
@@ -1234,9 +1368,19 @@ impl<'i> Gil<'i> {
         self.new_obj(Body::Seq(v), true, &[])
     }
 
-    /// A new empty dict (tracked).
+    /// Entries moved by dict table rebuilds on this thread so far (a cost
+    /// counter for tests: inserts and deletes are amortized O(1), so it
+    /// grows at most a small multiple of the operations).
+    #[doc(hidden)]
+    pub fn dict_entries_moved(&self) -> u64 {
+        super::dict::entries_moved()
+    }
+
+    /// A new empty dict (tracked). It allocates nothing more until its
+    /// first key: then a table of 8 slots and 5 entries (144 bytes) in the
+    /// interpreter's heap, grown as CPython's (`docs/objects.md`).
     pub fn dict(&self) -> Result<Obj<'i>> {
-        self.new_obj(Body::Dict(Box::default()), true, &[])
+        self.new_obj(Body::Dict(Dict::new()), true, &[])
     }
 
     /// A new native function: `f(gil, captured, args)`; `captured` are

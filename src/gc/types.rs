@@ -68,7 +68,7 @@ fn type_body<'a>(r: Raw) -> Option<&'a TypeObj> {
 
 /// Looks `name` up in a dict that holds `str` keys.
 pub(crate) fn dict_get_str(d: &Dict, name: &str) -> Option<Raw> {
-    d.get(&super::object::HKey::Str(name.into()))
+    d.get_str(name)
 }
 
 /// `name` along the MRO of type `t` (the type first).
@@ -397,13 +397,31 @@ impl<'i> Obj<'i> {
         if own_dict(self.raw()).is_none() {
             return Err(self.no_attr_error(name, true));
         }
-        let key = self.gil().str(name)?;
-        let hk = super::object::hkey(key.raw())?;
+        let g = self.gil();
+        let key = g.str(name)?;
+        let hash = super::object::key_hash(key.raw())?;
         let (k, v) = (key.into_raw(), value.clone().into_raw());
-        // SAFETY: `set` runs no user code; what it displaces is released after.
-        let displaced = unsafe { own_dict_mut(self.raw()) }.map(|d| d.set(hk, k, v)).unwrap_or_default();
-        displaced.into_iter().for_each(|r| decref(self.gil(), r));
-        Ok(())
+        // SAFETY: `set` runs no user code (the heap's limiter hook gets no
+        // `Gil`); what it displaces is released after.
+        let res = match unsafe { own_dict_mut(self.raw()) } {
+            Some(d) => d.set(g.heap(), hash, k, v),
+            None => Ok(Some((k, v))),
+        };
+        match res {
+            Ok(displaced) => {
+                if let Some((a, b)) = displaced {
+                    decref(g, a);
+                    decref(g, b);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing changed: the references are given back.
+                decref(g, k);
+                decref(g, v);
+                Err(e)
+            }
+        }
     }
 
     /// `delattr(self, name)` on an instance, class or module. Errors:
@@ -416,9 +434,8 @@ impl<'i> Obj<'i> {
         if own_dict(self.raw()).is_none() {
             return Err(self.no_attr_error(name, true));
         }
-        let hk = super::object::HKey::Str(name.into());
         // SAFETY: `remove` runs no user code; the pair is released after.
-        let removed = unsafe { own_dict_mut(self.raw()) }.and_then(|d| d.remove(&hk));
+        let removed = unsafe { own_dict_mut(self.raw()) }.and_then(|d| d.remove_str(name));
         match removed {
             Some((k, v)) => {
                 decref(self.gil(), k);
