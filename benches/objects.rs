@@ -57,29 +57,38 @@ static ALLOC: Counting = Counting;
 
 const N: usize = 1_000_000;
 
-type Make = for<'i> fn(Gil<'i>) -> Obj<'i>;
+/// What the shapes share, as the script's do: its constants (`'k'`, `1`)
+/// are objects of the code object, not made per call.
+struct Consts<'i> {
+    key: Obj<'i>,
+    none: Obj<'i>,
+    one: Obj<'i>,
+}
 
-fn empty_list(g: Gil<'_>) -> Obj<'_> {
+type Make = for<'i> fn(Gil<'i>, &Consts<'i>) -> Obj<'i>;
+
+fn empty_list<'i>(g: Gil<'i>, _: &Consts<'i>) -> Obj<'i> {
     g.list(&[]).unwrap()
 }
-fn list_of_1(g: Gil<'_>) -> Obj<'_> {
-    g.list(&[g.none().unwrap()]).unwrap()
+fn list_of_1<'i>(g: Gil<'i>, c: &Consts<'i>) -> Obj<'i> {
+    g.list(std::slice::from_ref(&c.none)).unwrap()
 }
-fn empty_dict(g: Gil<'_>) -> Obj<'_> {
+fn empty_dict<'i>(g: Gil<'i>, _: &Consts<'i>) -> Obj<'i> {
     g.dict().unwrap()
 }
-fn dict_of_1(g: Gil<'_>) -> Obj<'_> {
+fn dict_of_1<'i>(g: Gil<'i>, c: &Consts<'i>) -> Obj<'i> {
     let d = g.dict().unwrap();
-    d.dict_set(&g.str("k").unwrap(), &g.none().unwrap()).unwrap();
+    d.dict_set(&c.key, &c.none).unwrap();
     d
 }
-fn instance_no_attrs(g: Gil<'_>) -> Obj<'_> {
+fn instance_no_attrs<'i>(g: Gil<'i>, _: &Consts<'i>) -> Obj<'i> {
     g.instance("C").unwrap()
 }
-fn instance_1_attr(g: Gil<'_>) -> Obj<'_> {
-    let c = g.instance("C").unwrap();
-    c.setattr("x", &g.int(1).unwrap()).unwrap();
-    c
+fn instance_1_attr<'i>(g: Gil<'i>, c: &Consts<'i>) -> Obj<'i> {
+    let o = g.instance("C").unwrap();
+    // `setattr` makes the name's str per call (no interning yet: counted).
+    o.setattr("x", &c.one).unwrap();
+    o
 }
 
 const SHAPES: [(&str, Make); 6] = [
@@ -91,16 +100,21 @@ const SHAPES: [(&str, Make); 6] = [
     ("instance_1_attr", instance_1_attr),
 ];
 
+fn consts(g: Gil<'_>) -> Consts<'_> {
+    Consts { key: g.str("k").unwrap(), none: g.none().unwrap(), one: g.int(1).unwrap() }
+}
+
 /// Bytes per object of `make`: (heap, system) growth over N objects, / N.
 fn bytes_per(g: Gil<'_>, make: Make) -> (f64, f64) {
-    // Warm: the class of `g.instance`, interned small values, the key str.
-    drop(make(g));
+    // Warm: the class of `g.instance`, the shared atoms, the constants.
+    let c = consts(g);
+    drop(make(g, &c));
     g.gc_collect(2).unwrap();
     let mut kept = Vec::with_capacity(N);
     let heap0 = g.memory_stats().bytes_in_use as f64;
     let sys0 = LIVE.load(Ordering::Relaxed) as f64;
     for _ in 0..N {
-        kept.push(make(g));
+        kept.push(make(g, &c));
     }
     let heap = (g.memory_stats().bytes_in_use as f64 - heap0) / N as f64;
     let sys = (LIVE.load(Ordering::Relaxed) as f64 - sys0) / N as f64;
@@ -155,8 +169,9 @@ fn bench(c: &mut Criterion) {
             g.gc_disable();
             // Baseline in the same run: a boxed Rust value of the same role.
             group.bench_function("baseline_box_vec_u64_1", |b| b.iter(|| std::hint::black_box(Box::new(vec![0u64]))));
+            let c = consts(g);
             for (name, make) in SHAPES {
-                group.bench_function(format!("make_free_{name}"), |b| b.iter(|| std::hint::black_box(make(g))));
+                group.bench_function(format!("make_free_{name}"), |b| b.iter(|| std::hint::black_box(make(g, &c))));
             }
         })
         .unwrap();

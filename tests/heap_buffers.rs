@@ -65,3 +65,44 @@ fn freed_list_buffers_return_to_the_heap() {
     })
     .unwrap();
 }
+
+#[test]
+fn instances_functions_and_weakrefs_live_in_the_heap_under_the_limit() {
+    // Their bodies are heap boxes: counted, and refused past the limit with
+    // a MemoryError that leaves nothing half-made.
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let i = rt.create(InterpreterConfig::isolated()).unwrap();
+    i.with_gil(|g| {
+        let cls = g.new_class("C", &[]).unwrap();
+        drop(cls.call(&[]).unwrap());
+        let before = g.memory_stats().bytes_in_use;
+        let many: Vec<_> = (0..10_000).map(|_| cls.call(&[]).unwrap()).collect();
+        let per = (g.memory_stats().bytes_in_use - before) / many.len();
+        assert!(per >= 64, "object block and body both counted: {per} bytes per instance");
+        drop(many);
+        assert_eq!(g.memory_stats().bytes_in_use, before, "and freed with the instance");
+        g.set_memory_limit(Some(g.memory_stats().counted_bytes + (1 << 20))).unwrap();
+        let mut kept = Vec::new();
+        let err = loop {
+            let made = match kept.len() % 3 {
+                0 => cls.call(&[]),
+                1 => g.function("f", &[], |g, _, _| g.none()),
+                _ => g.weakref(&cls, None),
+            };
+            match made {
+                Ok(o) => kept.push(o),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.is_memory_error(), "{err}");
+        assert!(kept.len() > 1000, "{}", kept.len());
+        let stats = g.memory_stats();
+        assert!(stats.counted_bytes <= stats.limit.unwrap());
+        drop(kept);
+        g.gc_collect(2).unwrap();
+        g.set_memory_limit(None).unwrap();
+        assert!(cls.call(&[]).is_ok(), "usable afterwards");
+    })
+    .unwrap();
+    assert_eq!(i.close().unwrap().leaked.live_blocks, 0);
+}

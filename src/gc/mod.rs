@@ -2,6 +2,7 @@
 //! See `docs/gc.md`.
 
 pub(crate) mod dict;
+pub(crate) mod hbox;
 pub(crate) mod items;
 pub(crate) mod modules;
 pub(crate) mod object;
@@ -523,68 +524,115 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
 }
 
 /// Releases the references a body held, then drops it (an embedder value's
-/// `Drop` runs last).
+/// `Drop` runs last). Its heap boxes are freed first, so user code run by the
+/// releases never sees a half-freed body.
 fn release_body(g: Gil<'_>, body: Body) {
+    let heap = g.heap();
+    // SAFETY (every `into_inner_in` below): the body belonged to an object of
+    // this interpreter, whose boxes came from its heap; the GIL is held.
     match body {
         Body::Seq(mut items) => {
             for &c in items.as_slice() {
                 decref(g, c);
             }
             // SAFETY: the buffer came from this interpreter's heap; GIL held.
-            unsafe { items.free_in(g.heap()) };
+            unsafe { items.free_in(heap) };
         }
         Body::Dict(mut d) => {
             let mut out = Vec::new();
             d.take_all(&mut out);
             // SAFETY: the table came from this interpreter's heap; GIL held.
-            unsafe { d.free_in(g.heap()) };
+            unsafe { d.free_in(heap) };
             out.into_iter().for_each(|c| decref(g, c));
         }
-        Body::Instance(mut i) => {
+        Body::Instance(i) => {
+            // SAFETY: see above.
+            let mut i = unsafe { i.into_inner_in(heap) };
             let mut out = Vec::new();
             i.dict.take_all(&mut out);
             // SAFETY: as above.
-            unsafe { i.dict.free_in(g.heap()) };
+            unsafe { i.dict.free_in(heap) };
             out.extend(i.finalizer.take());
             out.extend(i.legacy.take());
             out.push(i.class);
             out.into_iter().for_each(|c| decref(g, c));
         }
-        Body::Type(mut t) => {
+        Body::Type(t) => {
+            // SAFETY: see above.
+            let mut t = unsafe { t.into_inner_in(heap) };
             let mut out = std::mem::take(&mut t.bases);
             out.append(&mut t.mro);
             t.dict.take_all(&mut out);
             // SAFETY: the table came from this interpreter's heap; GIL held.
-            unsafe { t.dict.free_in(g.heap()) };
+            unsafe { t.dict.free_in(heap) };
+            drop(t);
             out.into_iter().for_each(|c| decref(g, c));
         }
         Body::Method(m) => {
+            // SAFETY: see above.
+            let m = unsafe { m.into_inner_in(heap) };
             decref(g, m.func);
             decref(g, m.receiver);
         }
-        Body::Module(m) => decref(g, m.dict),
-        Body::Function(mut f) => {
-            std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
-            drop_user_body(g, Body::Function(f));
+        Body::Module(m) => {
+            // SAFETY: see above.
+            let m = unsafe { m.into_inner_in(heap) };
+            decref(g, m.dict)
         }
-        Body::Code(mut c) => {
+        Body::Function(f) => {
+            // SAFETY: see above.
+            let mut f = unsafe { f.into_inner_in(heap) };
+            std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
+            drop_user_value(g, f);
+        }
+        Body::Code(c) => {
+            // SAFETY: see above.
+            let mut c = unsafe { c.into_inner_in(heap) };
             std::mem::take(&mut c.consts).into_iter().for_each(|x| decref(g, x));
             std::mem::take(&mut c.extra).into_iter().flatten().for_each(|x| decref(g, x));
         }
         Body::Custom(c) => {
+            // SAFETY: see above.
+            let c = unsafe { c.into_inner_in(heap) };
             let mut out = Vec::new();
             let uid = uid_of(g);
             if let Err(e) = run_callback("Trace::clear", || c.clear_dyn(&mut trace::Cleared { out: &mut out, uid })) {
                 st(g, |s| s.report(e));
             }
             out.into_iter().for_each(|x| decref(g, x));
-            drop_user_body(g, Body::Custom(c));
+            drop_user_value(g, c);
         }
-        Body::Weakref(mut w) => {
+        Body::Weakref(w) => {
+            // SAFETY: see above.
+            let mut w = unsafe { w.into_inner_in(heap) };
             // The target is not a strong reference; the callback is.
             w.callback.take().into_iter().for_each(|c| decref(g, c));
         }
         Body::None | Body::Bool(_) | Body::Int(_) | Body::Float(_) | Body::Str(_) | Body::Bytes(_) => {}
+    }
+}
+
+/// Frees the heap boxes of a body moved out of a freed object whose
+/// references were taken out or are not to be released (the teardown), and
+/// drops what they held: an embedder value's or a closure's `Drop` behind
+/// the catch-unwind boundary.
+fn free_boxes(g: Gil<'_>, body: Body) {
+    let heap = g.heap();
+    // SAFETY (every `free_in` / `into_inner_in`): the body belonged to an
+    // object of this interpreter, whose boxes came from its heap; GIL held.
+    unsafe {
+        match body {
+            Body::Instance(b) => b.free_in(heap),
+            Body::Type(b) => b.free_in(heap),
+            Body::Method(b) => b.free_in(heap),
+            Body::Module(b) => b.free_in(heap),
+            Body::Code(b) => b.free_in(heap),
+            Body::Weakref(b) => b.free_in(heap),
+            Body::Function(b) => drop_user_value(g, b.into_inner_in(heap)),
+            Body::Custom(b) => drop_user_value(g, b.into_inner_in(heap)),
+            Body::Seq(_) | Body::Dict(_) => {} // buffers freed by the caller
+            Body::None | Body::Bool(_) | Body::Int(_) | Body::Float(_) | Body::Str(_) | Body::Bytes(_) => {}
+        }
     }
 }
 
@@ -636,14 +684,14 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     kids.into_iter().for_each(|k| decref(g, k));
 }
 
-/// Drops a body moved out of a freed object whose drop runs user code (an
+/// Drops a value moved out of a freed object whose drop runs user code (an
 /// embedder value's `Drop`, a native function's closure and its captures):
 /// behind the catch-unwind boundary, a panic reported like the other
 /// callbacks'. Out of line: the collector's free loops stay small.
 #[cold]
 #[inline(never)]
-fn drop_user_body(g: Gil<'_>, body: Body) {
-    if let Err(e) = run_callback("drop of an embedder value", || drop(body)) {
+fn drop_user_value<T>(g: Gil<'_>, value: T) {
+    if let Err(e) = run_callback("drop of an embedder value", move || drop(value)) {
         st(g, |s| s.report(e));
     }
 }
@@ -692,41 +740,39 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
             // is read out exactly once, and the block is freed right after.
             let b = unsafe { std::ptr::read(head(r).body.get()) };
             free_block(g, r, flags);
+            let heap = g.heap();
+            // SAFETY (each `into_inner_in`): the body's boxes came from this
+            // interpreter's heap; the GIL is held.
             match b {
-                Body::Instance(mut i) => {
+                Body::Instance(i) => {
+                    let mut i = unsafe { i.into_inner_in(heap) };
                     i.dict.take_all(kept);
                     kept.extend(i.finalizer.take());
                     kept.extend(i.legacy.take());
                     kept.push(i.class);
                 }
-                Body::Type(mut t) => {
+                Body::Type(t) => {
+                    let mut t = unsafe { t.into_inner_in(heap) };
                     t.dict.take_all(kept);
                     kept.append(&mut t.bases);
                     kept.append(&mut t.mro);
                 }
                 Body::Method(m) => {
+                    let m = unsafe { m.into_inner_in(heap) };
                     kept.push(m.func);
                     kept.push(m.receiver);
                 }
-                Body::Module(m) => kept.push(m.dict),
-                _ => {}
+                Body::Module(m) => kept.push(unsafe { m.into_inner_in(heap) }.dict),
+                other => free_boxes(g, other),
             }
             return;
         }
-    }
-    if flags & FLAG_USER_DROP == 0 {
-        // No user code in this body's drop: dropped in place, then freed.
-        // SAFETY: the object is dead and nothing refers to it; its body is
-        // dropped exactly once, and the block is freed right after.
-        unsafe { std::ptr::drop_in_place(r.as_ptr()) };
-        free_block(g, r, flags);
-        return;
     }
     // SAFETY: the object is dead and nothing refers to it; its body is read
     // out exactly once, and the block is freed right after.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
-    drop_user_body(g, body);
+    free_boxes(g, body);
 }
 
 /// CPython's `deduce_unreachable` over `objs` (slow path: finalizers and

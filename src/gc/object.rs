@@ -18,10 +18,13 @@
 //! `sys.getsizeof('abc')` = 52). List and tuple
 //! item buffers are blocks of the same heap (`items.rs`: counted, under the
 //! memory limit, freed explicitly at the body's drop sites), and so are dict
-//! tables (`dict.rs`; a dict body is one pointer to its table). Closures,
-//! code constants, the boxed bodies and embedder values are still
-//! `Box`/`Vec` buffers of the system allocator, owned by the body (issue
-//! 11, item 3: not yet moved).
+//! tables (`dict.rs`; a dict body is one pointer to its table). The bodies
+//! that do not fit the 16-byte `Body` (instances, classes, methods,
+//! modules, functions, code objects, weakrefs, the embedder value's handle)
+//! are heap boxes (`hbox.rs`, freed explicitly as the buffers are). Still
+//! system-allocator memory: per-class and per-function metadata (names,
+//! bases/MRO arrays, code constants and extra slots, a function's captures
+//! and its closure) and an embedder value itself (`Box<dyn>`).
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem::size_of;
@@ -61,6 +64,7 @@ pub(crate) const FLAG_SPECIAL: u32 = 64;
 /// boundary after the block is freed (`gc::free_obj`).
 pub(crate) const FLAG_USER_DROP: u32 = 128;
 
+pub(crate) use super::hbox::HBox;
 pub(crate) use super::items::{Items, SeqKind};
 
 /// The one-word header before every tracked object (CPython's `PyGC_Head`,
@@ -167,18 +171,18 @@ pub(crate) enum Body {
     Seq(Items),
     /// A dict: one pointer to its table in the heap (`dict.rs`).
     Dict(Dict),
-    Instance(Box<Instance>),
-    Function(Box<Function>),
-    Weakref(Box<WeakrefBody>),
-    Code(Box<Code>),
+    Instance(HBox<Instance>),
+    Function(HBox<Function>),
+    Weakref(HBox<WeakrefBody>),
+    Code(HBox<Code>),
     /// A type object (class).
-    Type(Box<TypeObj>),
+    Type(HBox<TypeObj>),
     /// A function bound to an object.
-    Method(Box<Method>),
+    Method(HBox<Method>),
     /// A module object.
-    Module(Box<ModuleObj>),
+    Module(HBox<ModuleObj>),
     /// A boxed box: the outer box is thin, which keeps the body 16 bytes.
-    Custom(Box<Box<dyn CustomObj>>),
+    Custom(HBox<Box<dyn CustomObj>>),
 }
 
 pub(crate) struct Instance {
@@ -1389,12 +1393,20 @@ impl<'i> Gil<'i> {
     where
         F: for<'a> Fn(Gil<'a>, &[Obj<'a>], &[Obj<'a>]) -> Result<Obj<'a>> + 'static,
     {
+        let slot = match HBox::slot_in(self.heap()) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // The closure is the embedder's: its drop behind the boundary.
+                super::drop_user_value(*self, f);
+                return Err(e);
+            }
+        };
         let func = Function {
             name: name.into(),
             f: Rc::new(f),
             captured: captured.iter().map(|o| o.clone().into_raw()).collect(),
         };
-        self.new_obj(Body::Function(Box::new(func)), true, &[])
+        self.new_obj(Body::Function(slot.write(func)), true, &[])
     }
 
     /// A weak reference to `target` (which must be a tracked type: tuple,
@@ -1440,8 +1452,9 @@ impl<'i> Gil<'i> {
                 return Err(cb.type_error("a weakref callback must be a function"));
             }
         }
+        let slot = HBox::slot_in(self.heap())?;
         let w = WeakrefBody { target: Some(target.raw), callback: callback.map(|c| c.clone().into_raw()), proxy };
-        let wr = self.new_obj(Body::Weakref(Box::new(w)), true, &[])?;
+        let wr = self.new_obj(Body::Weakref(slot.write(w)), true, &[])?;
         set_flag(wr.raw, FLAG_SPECIAL, true);
         super::register_weakref(*self, target.raw, wr.raw);
         Ok(wr)
@@ -1457,8 +1470,9 @@ impl<'i> Gil<'i> {
         let mut extra = Vec::new();
         self.reserve_outside(&mut extra, extra_slots)?;
         extra.resize(extra_slots, None);
+        let slot = HBox::slot_in(self.heap())?;
         let c = Code { name: name.into(), consts: consts.iter().map(|o| o.clone().into_raw()).collect(), extra };
-        self.new_obj(Body::Code(Box::new(c)), true, &[])
+        self.new_obj(Body::Code(slot.write(c)), true, &[])
     }
 
     /// Reserves room for `n` elements in `v`, a buffer of the system heap,
@@ -1483,7 +1497,15 @@ impl<'i> Gil<'i> {
 
     /// A new object of an embedder type (tracked).
     pub fn new_object<T: Trace>(&self, value: T) -> Result<Obj<'i>> {
-        self.new_obj(Body::Custom(Box::new(Box::new(value))), true, &[])
+        let slot = match HBox::slot_in(self.heap()) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // The value is the embedder's: its drop behind the boundary.
+                super::drop_user_value(*self, value);
+                return Err(e);
+            }
+        };
+        self.new_obj(Body::Custom(slot.write(Box::new(value))), true, &[])
     }
 }
 

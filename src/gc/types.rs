@@ -18,6 +18,7 @@
 //!   them and how `close()` clears them in CPython's `finalize_modules`
 //!   order.
 
+use super::hbox::HBox;
 use super::object::{body, body_mut, decref, has_flag, incref, kind_of, set_flag, Body, Dict, Obj, Raw, FLAG_SPECIAL};
 use super::{st, Kind};
 use crate::error::{Error, Result};
@@ -190,6 +191,7 @@ impl<'i> Gil<'i> {
     fn make_type(&self, name: &str, bases: &[Obj<'i>], builtin: Option<Kind>) -> Result<Obj<'i>> {
         let raws: Vec<Raw> = bases.iter().map(|b| b.raw()).collect();
         let mro = c3(&raws)?;
+        let slot = HBox::slot_in(self.heap())?;
         mro.iter().for_each(|&r| incref(r));
         let t = TypeObj {
             name: name.into(),
@@ -198,7 +200,7 @@ impl<'i> Gil<'i> {
             dict: Dict::default(),
             builtin,
         };
-        self.new_obj_pub(Body::Type(Box::new(t)))
+        self.new_obj_pub(Body::Type(slot.write(t)))
     }
 
     /// A new instance of `class` (a type made by [`new_class`](Self::new_class))
@@ -215,13 +217,14 @@ impl<'i> Gil<'i> {
             }
         }
         let special = mro_lookup(class.raw(), "__del__").is_some();
+        let slot = HBox::slot_in(self.heap())?;
         let inst = super::object::Instance {
             class: class.clone().into_raw(),
             dict: Dict::default(),
             finalizer: None,
             legacy: None,
         };
-        let o = self.new_obj_pub(Body::Instance(Box::new(inst)))?;
+        let o = self.new_obj_pub(Body::Instance(slot.write(inst)))?;
         if special {
             set_flag(o.raw(), FLAG_SPECIAL, true);
         }
@@ -253,8 +256,9 @@ impl<'i> Gil<'i> {
     pub fn new_module(&self, name: &str) -> Result<Obj<'i>> {
         let dict = self.dict()?;
         dict.dict_set(&self.str("__name__")?, &self.str(name)?)?;
+        let slot = HBox::slot_in(self.heap())?;
         let m = ModuleObj { name: name.into(), dict: dict.into_raw() };
-        self.new_obj_pub(Body::Module(Box::new(m)))
+        self.new_obj_pub(Body::Module(slot.write(m)))
     }
 }
 
@@ -377,10 +381,11 @@ impl<'i> Obj<'i> {
         let t = self.get_type()?;
         match mro_lookup(t.raw(), name) {
             Some(v) if kind_of(v) == Kind::Function => {
+                let slot = HBox::slot_in(g.heap())?;
                 let m = Method { func: v, receiver: self.raw() };
                 incref(v);
                 incref(self.raw());
-                g.new_obj_pub(Body::Method(Box::new(m))).map(Some)
+                g.new_obj_pub(Body::Method(slot.write(m))).map(Some)
             }
             Some(v) => Ok(Some(Obj::from_raw_borrowed(v, g))),
             None => Ok(None),
