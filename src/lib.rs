@@ -42,6 +42,72 @@
 //! }
 //! # Ok::<(), subinterp::Error>(())
 //! ```
+//!
+//! ## Objects, the collector, modules and memory
+//!
+//! Under the token, an interpreter's heap holds objects ([`Obj`]: None,
+//! bool, int, float, str, bytes, tuple, list, dict, classes and their
+//! instances, functions, modules, weakrefs, embedder types through
+//! [`Trace`]), reclaimed by reference counting and a generational cycle
+//! collector with CPython's semantics (finalizers, weakref callbacks,
+//! `gc.garbage`). Modules are heap objects whose globals hold objects; the
+//! heap has a byte budget whose refusals are `MemoryError`s.
+//!
+//! ```
+//! use subinterp::{InitError, InterpreterConfig, ModuleDef, ModuleInit, MultiInterp, Runtime, RuntimeConfig};
+//!
+//! fn init(m: &mut ModuleInit<'_, '_>) -> Result<(), InitError> {
+//!     let g = m.gil();
+//!     m.globals()?.dict_set(&g.str("greeting")?, &g.str("hello")?)?;
+//!     Ok(())
+//! }
+//! static GREET: ModuleDef = ModuleDef::new("greet", init).with_multi_interp(MultiInterp::PerInterpreterGil);
+//!
+//! let rt = Runtime::new(RuntimeConfig::default())?;
+//! rt.register_builtin(&GREET)?;
+//! let interp = rt.create(InterpreterConfig::isolated())?;
+//! interp.with_gil(|g| -> subinterp::Result<()> {
+//!     // A class, an instance, a bound method: a reference cycle.
+//!     let point = g.new_class("Point", &[])?;
+//!     point.setattr("norm", &g.function("norm", &[], |g, _, args| {
+//!         let x = args[0].getattr("x")?.and_then(|v| v.as_int()).unwrap_or(0);
+//!         g.int(x.abs())
+//!     })?)?;
+//!     let p = point.call(&[])?;
+//!     p.setattr("x", &g.int(-3)?)?;
+//!     let norm = p.getattr("norm")?.expect("found on the class");
+//!     assert_eq!(norm.call(&[])?.as_int(), Some(3));
+//!     p.setattr("me", &p)?; // p -> p
+//!     let watch = g.weakref(&p, None)?;
+//!     drop((p, norm));
+//!     assert!(watch.weakref_get()?.is_some(), "refcounting alone cannot free a cycle");
+//!     assert!(g.gc_collect(2)?.collected >= 1);
+//!     assert!(watch.weakref_get()?.is_none(), "the collector did");
+//!
+//!     // A module object and its globals.
+//!     let greet = g.import("greet")?;
+//!     assert_eq!(greet.getattr("greeting")?.unwrap().as_str(), Some("hello"));
+//!
+//!     // A memory budget: growth past it is a MemoryError, nothing changed.
+//!     g.set_memory_limit(Some(g.memory_stats().counted_bytes + (1 << 20)))?;
+//!     let big = g.list(&[])?;
+//!     let none = g.none()?;
+//!     let err = loop {
+//!         if let Err(e) = big.list_append(&none) {
+//!             break e;
+//!         }
+//!     };
+//!     assert!(err.is_memory_error());
+//!     big.clear()?; // still usable
+//!     g.set_memory_limit(None)?;
+//!     Ok(())
+//! })??;
+//! interp.close()?; // module globals cleared in CPython's order, finalizers run
+//! # Ok::<(), subinterp::Error>(())
+//! ```
+//!
+//! Guides: `docs/objects.md`, `docs/gc.md`, `docs/modules.md`,
+//! `docs/memory.md`, `docs/safety.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -58,6 +124,7 @@ mod sync;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
 pub use gc::object::{DictIter, Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
+pub use gc::pauses::{GenPauses, PauseHistogram, PauseStats};
 pub use gc::trace::{Cleared, Member, MemberVec, Trace, TraceField, Visitor};
 pub use gc::{
     CollectResult, GcCallback, GcDebugOutput, GcPhase, GenStats, DEBUG_COLLECTABLE, DEBUG_LEAK, DEBUG_SAVEALL,

@@ -6,6 +6,7 @@ pub(crate) mod hbox;
 pub(crate) mod items;
 pub(crate) mod modules;
 pub(crate) mod object;
+pub(crate) mod pauses;
 pub(crate) mod trace;
 pub(crate) mod types;
 
@@ -104,6 +105,8 @@ pub(crate) struct GcState {
     /// `None`, `False`, `True` and the small ints (`ATOM_*`), one reference
     /// each; empty until the first is made.
     pub(crate) atoms: Vec<Option<Raw>>,
+    /// How long collections stopped the interpreter.
+    pauses: pauses::PauseStats,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -245,6 +248,7 @@ impl GcCell {
             types: HashMap::new(),
             modules: Vec::new(),
             atoms: Vec::new(),
+            pauses: Default::default(),
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -946,10 +950,23 @@ fn drop_callback(g: Gil<'_>, cb: GcCallback) {
     }
 }
 
-fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
+/// Who asked for a collection (its pause is counted by kind).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The allocation thresholds, at a checkpoint.
+    Automatic,
+    /// `gc_collect` (also from the close's module shutdown).
+    Explicit,
+    /// The final collection of a close: not timed, no callbacks.
+    Final,
+}
+
+fn collect(g: Gil<'_>, gen: usize, cause: Cause) -> Result<CollectResult> {
     if st(g, |s| std::mem::replace(&mut s.collecting, true)) {
         return Ok(CollectResult::default());
     }
+    let callbacks = cause != Cause::Final;
+    let started = callbacks.then(std::time::Instant::now);
     // Clears `collecting` however the collection ends, so that a panic can
     // never leave the collector wedged (every user call inside is caught;
     // this is the second line).
@@ -972,6 +989,10 @@ fn collect(g: Gil<'_>, gen: usize, callbacks: bool) -> Result<CollectResult> {
         run_gc_callbacks(g, GcPhase::Stop, gen, res);
     }
     drop(guard);
+    if let Some(t) = started {
+        let d = t.elapsed();
+        st(g, |s| s.pauses.record(cause == Cause::Automatic, gen, d));
+    }
     Ok(res)
 }
 
@@ -1429,7 +1450,7 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
             .find(|&i| s.counts[i] > s.thresholds[i] && (i != GEN2 || s.long_lived_pending > s.long_lived_total / 4))
     });
     if let Some(gen) = gen {
-        if let Err(e) = collect(g, gen, true) {
+        if let Err(e) = collect(g, gen, Cause::Automatic) {
             st(g, |s| s.report(e));
         }
     }
@@ -1438,7 +1459,7 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
 /// The final collection and freeing of every object, before the heap's
 /// teardown (GIL held, in `close()`). Returns (objects freed, errors).
 pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
-    let _ = collect(g, GEN2, false);
+    let _ = collect(g, GEN2, Cause::Final);
     // What gc.garbage still holds after the final collection (CPython warns
     // "gc: N uncollectable objects at shutdown").
     let uncollectable: Vec<String> = match st(g, |s| s.garbage) {
@@ -1534,7 +1555,7 @@ impl<'i> Gil<'i> {
         if generation > GEN2 {
             return Err(Error::InvalidConfig { reason: "invalid generation: use 0, 1 or 2".into() });
         }
-        collect(*self, generation, true)
+        collect(*self, generation, Cause::Explicit)
     }
 
     /// Enables automatic collection.
@@ -1582,6 +1603,37 @@ impl<'i> Gil<'i> {
     /// Per-generation statistics.
     pub fn gc_stats(&self) -> [GenStats; 3] {
         st(*self, |s| s.stats)
+    }
+
+    /// How long collections stopped this interpreter: histograms of the
+    /// automatic and the explicit collections' pauses (p50, p99, max,
+    /// total), and per-generation totals. See [`PauseStats`](crate::PauseStats).
+    ///
+    /// ```
+    /// use subinterp::{Runtime, RuntimeConfig};
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let keep = g.list(&[])?;
+    ///     for _ in 0..50_000 {
+    ///         keep.list_append(&g.list(&[])?)?; // crosses the young threshold
+    ///         g.checkpoint()?; // where automatic collections run
+    ///     }
+    ///     let p = g.gc_pause_stats();
+    ///     assert!(p.automatic.count() > 0);
+    ///     assert!(p.by_generation[0].count > 0);
+    ///     println!("p99 pause {:?}, longest {:?}", p.automatic.p99(), p.automatic.max());
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn gc_pause_stats(&self) -> pauses::PauseStats {
+        st(*self, |s| s.pauses.clone())
+    }
+
+    /// Forgets the pause statistics (to measure a phase of a program).
+    pub fn gc_reset_pause_stats(&self) {
+        st(*self, |s| s.pauses = Default::default())
     }
 
     /// `gc.set_debug` ([`DEBUG_STATS`], [`DEBUG_COLLECTABLE`],
