@@ -1551,6 +1551,20 @@ impl<'i> Gil<'i> {
     /// returns zeros at once. Errors: [`Error::InvalidConfig`] for a
     /// generation above 2; [`Error::CallbackPanicked`] if an embedder's
     /// `Trace::trace` panicked (the collection is abandoned, nothing freed).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[])?;
+    /// l.list_append(&l)?;
+    /// drop(l);
+    /// assert_eq!(g.gc_collect(2)?.collected, 1);
+    /// assert!(g.gc_collect(3).is_err()); // generations are 0, 1, 2
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_collect(&self, generation: usize) -> Result<CollectResult> {
         if generation > GEN2 {
             return Err(Error::InvalidConfig { reason: "invalid generation: use 0, 1 or 2".into() });
@@ -1559,22 +1573,70 @@ impl<'i> Gil<'i> {
     }
 
     /// Enables automatic collection.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_disable();
+    /// assert!(!g.gc_is_enabled());
+    /// g.gc_enable();
+    /// assert!(g.gc_is_enabled());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_enable(&self) {
         st(*self, |s| s.enabled = true)
     }
 
     /// Disables automatic collection (explicit `gc_collect` still works).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_disable(); // no automatic collection; gc_collect still works
+    /// assert!(!g.gc_is_enabled());
+    /// g.gc_enable();
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_disable(&self) {
         st(*self, |s| s.enabled = false)
     }
 
     /// Whether automatic collection is enabled.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(g.gc_is_enabled());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_is_enabled(&self) -> bool {
         st(*self, |s| s.enabled)
     }
 
     /// `gc.get_count()`: tracked allocations minus deallocations since the
     /// last collection, then collections of the younger generation.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_collect(2)?;
+    /// let before = g.gc_get_count().0;
+    /// let _l = g.list(&[])?;
+    /// assert_eq!(g.gc_get_count().0, before + 1);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_get_count(&self) -> (usize, usize, usize) {
         st(*self, |s| (s.counts[0], s.counts[1], s.counts[2]))
     }
@@ -1582,6 +1644,18 @@ impl<'i> Gil<'i> {
     /// `gc.set_threshold(...)` for one generation: `generation` 0, 1 or 2,
     /// the others unchanged (CPython's optional arguments). Errors:
     /// [`Error::InvalidConfig`] for a generation above 2.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_set_threshold_of(0, 5000)?;
+    /// assert_eq!(g.gc_get_threshold().0, 5000);
+    /// assert!(g.gc_set_threshold_of(3, 1).is_err());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_set_threshold_of(&self, generation: usize, threshold: usize) -> Result<()> {
         if generation > GEN2 {
             return Err(Error::InvalidConfig { reason: "invalid generation: use 0, 1 or 2".into() });
@@ -1591,16 +1665,49 @@ impl<'i> Gil<'i> {
     }
 
     /// `gc.get_threshold()`; default (2000, 10, 10).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let (t0, _, _) = g.gc_get_threshold();
+    /// assert!(t0 > 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_get_threshold(&self) -> (usize, usize, usize) {
         st(*self, |s| (s.thresholds[0], s.thresholds[1], s.thresholds[2]))
     }
 
     /// `gc.set_threshold()`; a threshold0 of 0 disables automatic collection.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_set_threshold(1000, 10, 10);
+    /// assert_eq!(g.gc_get_threshold(), (1000, 10, 10));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_set_threshold(&self, t0: usize, t1: usize, t2: usize) {
         st(*self, |s| s.thresholds = [t0, t1, t2])
     }
 
     /// Per-generation statistics.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_collect(0)?;
+    /// assert!(g.gc_stats()[0].collections >= 1);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_stats(&self) -> [GenStats; 3] {
         st(*self, |s| s.stats)
     }
@@ -1632,17 +1739,57 @@ impl<'i> Gil<'i> {
     }
 
     /// Forgets the pause statistics (to measure a phase of a program).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_collect(0)?;
+    /// g.gc_reset_pause_stats();
+    /// assert_eq!(g.gc_pause_stats().explicit.count(), 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_reset_pause_stats(&self) {
         st(*self, |s| s.pauses = Default::default())
     }
 
     /// `gc.set_debug` ([`DEBUG_STATS`], [`DEBUG_COLLECTABLE`],
     /// [`DEBUG_UNCOLLECTABLE`], [`DEBUG_SAVEALL`], [`DEBUG_LEAK`]).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// use subinterp::DEBUG_SAVEALL;
+    /// g.gc_set_debug(DEBUG_SAVEALL);
+    /// let l = g.list(&[])?;
+    /// l.list_append(&l)?;
+    /// drop(l);
+    /// g.gc_collect(2)?;
+    /// assert_eq!(g.gc_garbage()?.len()?, 1); // kept, not freed
+    /// g.gc_set_debug(0);
+    /// g.gc_clear_garbage();
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_set_debug(&self, flags: u32) {
         st(*self, |s| s.debug = flags)
     }
 
     /// `gc.get_debug`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.gc_get_debug(), 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_get_debug(&self) -> u32 {
         st(*self, |s| s.debug)
     }
@@ -1677,6 +1824,18 @@ impl<'i> Gil<'i> {
     }
 
     /// Empties `gc.garbage` (its references are released).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_garbage()?.list_append(&g.none()?)?;
+    /// g.gc_clear_garbage();
+    /// assert_eq!(g.gc_garbage()?.len()?, 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_clear_garbage(&self) {
         if let Some(r) = st(*self, |s| s.garbage) {
             let _ = Obj::from_raw_borrowed(r, *self).clear();
@@ -1687,6 +1846,27 @@ impl<'i> Gil<'i> {
     /// go: a function called once per line after each collection (user
     /// code: behind the catch-unwind boundary), or stderr (`None`, the
     /// default; CPython writes to `sys.stderr`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let lines = Rc::new(RefCell::new(Vec::new()));
+    /// let l2 = lines.clone();
+    /// g.gc_set_debug_output(Some(move |line: &str| l2.borrow_mut().push(line.to_owned())));
+    /// g.gc_set_debug(subinterp::DEBUG_COLLECTABLE);
+    /// let l = g.list(&[])?;
+    /// l.list_append(&l)?;
+    /// drop(l);
+    /// g.gc_collect(2)?;
+    /// assert!(lines.borrow()[0].starts_with("gc: collectable <list "));
+    /// g.gc_set_debug(0);
+    /// g.gc_set_debug_output(None::<fn(&str)>);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_set_debug_output(&self, out: Option<impl Fn(&str) + 'static>) {
         let new = out.map(|f| std::rc::Rc::new(f) as GcDebugOutput);
         let old = st(*self, |s| std::mem::replace(&mut s.debug_output, new));
@@ -1700,6 +1880,20 @@ impl<'i> Gil<'i> {
     /// permanent generation, as CPython). The list itself is left out.
     /// Errors: [`Error::InvalidConfig`] for a generation above 2 (CPython's
     /// `ValueError`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[])?;
+    /// let all = g.gc_get_objects(None)?;
+    /// assert!(all.dict_items().is_err()); // a list of objects
+    /// let found = (0..all.len()?).any(|i| all.get_item(i).map(|o| o.is(&l)).unwrap_or(false));
+    /// assert!(found);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_get_objects(&self, generation: Option<usize>) -> Result<Obj<'i>> {
         if generation.is_some_and(|gen| gen > GEN2) {
             return Err(Error::InvalidConfig {
@@ -1718,6 +1912,19 @@ impl<'i> Gil<'i> {
     /// `gc.get_referrers(*objs)`: a new list of the tracked objects (all
     /// three generations) that refer to any of `objs`, found by traversing
     /// each; the list itself is left out.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let item = g.list(&[])?;
+    /// let holder = g.list(std::slice::from_ref(&item))?;
+    /// let refs = g.gc_get_referrers(std::slice::from_ref(&item))?;
+    /// assert!((0..refs.len()?).any(|i| refs.get_item(i).unwrap().is(&holder)));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_get_referrers(&self, objs: &[Obj<'i>]) -> Result<Obj<'i>> {
         let uid = uid_of(*self);
         let targets: Vec<Raw> = objs.iter().map(|o| o.raw()).collect();
@@ -1738,6 +1945,19 @@ impl<'i> Gil<'i> {
 
     /// `gc.get_referents(*objs)`: a new list of the objects `objs` refer to
     /// directly (what their traversal visits; atoms refer to nothing).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let item = g.list(&[])?;
+    /// let holder = g.list(std::slice::from_ref(&item))?;
+    /// let refs = g.gc_get_referents(std::slice::from_ref(&holder))?;
+    /// assert!(refs.get_item(0)?.is(&item));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_get_referents(&self, objs: &[Obj<'i>]) -> Result<Obj<'i>> {
         let uid = uid_of(*self);
         let mut found = Vec::new();
@@ -1752,6 +1972,19 @@ impl<'i> Gil<'i> {
     }
 
     /// `gc.freeze()`: moves every tracked object to the permanent generation.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let _kept = g.list(&[])?;
+    /// g.gc_freeze(); // into the permanent generation: never scanned
+    /// assert!(g.gc_freeze_count() >= 1);
+    /// g.gc_unfreeze();
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_freeze(&self) {
         st(*self, |s| {
             for i in 0..3 {
@@ -1764,6 +1997,18 @@ impl<'i> Gil<'i> {
     }
 
     /// `gc.unfreeze()`: back into the oldest generation.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_freeze();
+    /// g.gc_unfreeze();
+    /// assert_eq!(g.gc_freeze_count(), 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_unfreeze(&self) {
         st(*self, |s| {
             for r in std::mem::take(&mut s.gens[PERMANENT]) {
@@ -1773,11 +2018,33 @@ impl<'i> Gil<'i> {
     }
 
     /// `gc.get_freeze_count()`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.gc_freeze_count(), 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_freeze_count(&self) -> usize {
         st(*self, |s| s.gens[PERMANENT].len())
     }
 
     /// Number of tracked objects in each generation (`len(gc.get_objects(i))`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_collect(2)?;
+    /// let _l = g.list(&[])?;
+    /// assert!(g.gc_generation_sizes()[0] >= 1);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_generation_sizes(&self) -> [usize; 3] {
         st(*self, |s| [0, 1, 2].map(|i| s.gens[i].len()))
     }
@@ -1816,6 +2083,18 @@ impl<'i> Gil<'i> {
     }
 
     /// Removes a callback; returns whether it was registered.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let id = g.gc_add_callback(|_, _, _, _| {});
+    /// assert!(g.gc_remove_callback(id));
+    /// assert!(!g.gc_remove_callback(id));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_remove_callback(&self, id: u64) -> bool {
         let removed = st(*self, |s| {
             let i = s.callbacks.iter().position(|(c, _)| *c == id)?;
@@ -1835,12 +2114,38 @@ impl<'i> Gil<'i> {
     ///
     /// At most [`MAX_KEPT_ERRORS`] are kept between two calls; later ones are
     /// only counted ([`gc_errors_dropped`](Self::gc_errors_dropped)).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let boom = g.function("__del__", &[], |_, _, _| panic!("boom"))?;
+    /// let o = g.instance("Fragile")?;
+    /// o.set_finalizer(Some(&boom))?;
+    /// drop(o); // the panic is caught and reported, never unwinds here
+    /// let errors = g.gc_take_errors();
+    /// assert_eq!(errors.len(), 1);
+    /// assert!(errors[0].to_string().contains("boom"));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_take_errors(&self) -> Vec<Error> {
         st(*self, |s| std::mem::take(&mut s.errors))
     }
 
     /// How many errors were not kept because [`MAX_KEPT_ERRORS`] were
     /// waiting to be taken (a running total).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.gc_errors_dropped(), 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gc_errors_dropped(&self) -> usize {
         st(*self, |s| s.errors_dropped)
     }

@@ -277,6 +277,17 @@ impl<'i> Gil<'i> {
     /// Errors: [`Error::WrongInterpreter`] for another interpreter's module;
     /// [`Error::ModuleNotFound`] for a module removed from this interpreter
     /// whose object was since released; [`Error::InterpreterClosed`].
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let handle = g.interpreter().import("sys")?;
+    /// assert!(g.module_object(&handle)?.is(&g.import("sys")?));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn module_object(&self, module: &Module) -> Result<Obj<'i>> {
         object_of(*self, module)
     }

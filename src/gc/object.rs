@@ -279,6 +279,17 @@ pub enum Kind {
 
 impl Kind {
     /// CPython's type name.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(subinterp::Kind::List.name(), "list");
+    /// assert_eq!(g.dict()?.kind().name(), "dict");
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Kind::None => "NoneType",
@@ -600,46 +611,151 @@ impl<'i> Obj<'i> {
     }
 
     /// The token this handle carries.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let o = g.int(1)?;
+    /// assert_eq!(o.gil().id(), g.id());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn gil(&self) -> Gil<'i> {
         self.g
     }
 
     /// The object's type.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.str("x")?.kind(), subinterp::Kind::Str);
+    /// assert_eq!(g.tuple(&[])?.kind(), subinterp::Kind::Tuple);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn kind(&self) -> Kind {
         kind_of(self.raw)
     }
 
     /// The type's name (for an instance, its class name).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.list(&[])?.type_name(), "list");
+    /// assert_eq!(g.instance("Point")?.type_name(), "Point");
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn type_name(&self) -> String {
         type_name_raw(self.raw)
     }
 
     /// The current refcount (this handle included).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[])?;
+    /// let n = l.refcount();
+    /// let again = l.clone();
+    /// assert_eq!(l.refcount(), n + 1);
+    /// drop(again);
+    /// assert_eq!(l.refcount(), n);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn refcount(&self) -> usize {
         head(self.raw).refcnt.get() as usize
     }
 
     /// Whether both handles name the same object (Python's `is`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let a = g.list(&[])?;
+    /// assert!(a.is(&a.clone()));
+    /// assert!(!a.is(&g.list(&[])?));
+    /// assert!(g.none()?.is(&g.none()?)); // None is one object
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is(&self, other: &Obj<'i>) -> bool {
         self.raw == other.raw
     }
 
     /// The object's address (Python's `id()`), stable while it lives.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let a = g.list(&[])?;
+    /// assert_eq!(a.addr(), a.clone().addr());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn addr(&self) -> usize {
         self.raw.as_ptr() as usize
     }
 
     /// Whether the collector tracks it (`gc.is_tracked`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(g.list(&[])?.is_tracked()); // a container
+    /// assert!(!g.int(7)?.is_tracked()); // an atom
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is_tracked(&self) -> bool {
         has_flag(self.raw, FLAG_GC) && gc_head(self.raw).slot.get() != 0
     }
 
     /// Whether its finalizer has run (`gc.is_finalized`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let o = g.instance("T")?;
+    /// assert!(!o.is_finalized());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is_finalized(&self) -> bool {
         has_flag(self.raw, FLAG_FINALIZED)
     }
 
     /// An owned, `Send` handle to the same object, usable beyond the closure.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let owned = g.list(&[])?.to_owned(); // `Send`: may leave this closure
+    /// assert_eq!(owned.interpreter_id(), g.id());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn to_owned(&self) -> Owned {
         incref(self.raw);
         Owned { raw: self.raw, rec: self.g.interpreter().rec.clone() }
@@ -656,6 +772,18 @@ impl<'i> Obj<'i> {
     }
 
     /// The value of an `int` or `bool`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.int(-3)?.as_int(), Some(-3));
+    /// assert_eq!(g.bool(true)?.as_int(), Some(1));
+    /// assert_eq!(g.str("3")?.as_int(), None);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn as_int(&self) -> Option<i64> {
         match body(self.raw) {
             Body::Int(i) => Some(*i),
@@ -665,6 +793,17 @@ impl<'i> Obj<'i> {
     }
 
     /// The value of a `float`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.float(0.5)?.as_float(), Some(0.5));
+    /// assert_eq!(g.int(2)?.as_float(), None); // only a float
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn as_float(&self) -> Option<f64> {
         match body(self.raw) {
             Body::Float(f) => Some(*f),
@@ -673,6 +812,17 @@ impl<'i> Obj<'i> {
     }
 
     /// The value of a `bool`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.bool(false)?.as_bool(), Some(false));
+    /// assert_eq!(g.int(0)?.as_bool(), None);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn as_bool(&self) -> Option<bool> {
         match body(self.raw) {
             Body::Bool(b) => Some(*b),
@@ -681,16 +831,48 @@ impl<'i> Obj<'i> {
     }
 
     /// Whether it is `None`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(g.none()?.is_none());
+    /// assert!(!g.int(0)?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is_none(&self) -> bool {
         matches!(body(self.raw), Body::None)
     }
 
     /// The text of a `str`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.str("héllo")?.as_str(), Some("héllo"));
+    /// assert_eq!(g.bytes(b"x")?.as_str(), None);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn as_str(&self) -> Option<&str> {
         matches!(body(self.raw), Body::Str(_)).then(|| str_of(self.raw))
     }
 
     /// The bytes of a `bytes`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.bytes(&[0, 255])?.as_bytes(), Some(&[0u8, 255][..]));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn as_bytes(&self) -> Option<&[u8]> {
         matches!(body(self.raw), Body::Bytes(_)).then(|| bytes_of(self.raw))
     }
@@ -710,21 +892,64 @@ impl<'i> Obj<'i> {
     }
 
     /// `self + other` for ints; overflow is [`Error::Overflow`].
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.int(2)?.int_add(&g.int(3)?)?.as_int(), Some(5));
+    /// assert!(g.int(i64::MAX)?.int_add(&g.int(1)?).is_err()); // overflow is an error
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn int_add(&self, other: &Obj<'i>) -> Result<Obj<'i>> {
         self.int_op(other, "int add", i64::checked_add)
     }
 
     /// `self - other` for ints; overflow is [`Error::Overflow`].
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.int(2)?.int_sub(&g.int(3)?)?.as_int(), Some(-1));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn int_sub(&self, other: &Obj<'i>) -> Result<Obj<'i>> {
         self.int_op(other, "int sub", i64::checked_sub)
     }
 
     /// `self * other` for ints; overflow is [`Error::Overflow`].
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.int(6)?.int_mul(&g.int(7)?)?.as_int(), Some(42));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn int_mul(&self, other: &Obj<'i>) -> Result<Obj<'i>> {
         self.int_op(other, "int mul", i64::checked_mul)
     }
 
     /// The length of a str, bytes, tuple, list or dict.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.list(&[g.none()?, g.none()?])?.len()?, 2);
+    /// assert_eq!(g.str("héllo")?.len()?, 5); // characters, as Python's len
+    /// assert!(g.int(1)?.len().is_err());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn len(&self) -> Result<usize> {
         Ok(match body(self.raw) {
             Body::Str(_) => str_of(self.raw).chars().count(),
@@ -736,11 +961,34 @@ impl<'i> Obj<'i> {
     }
 
     /// Whether [`len`](Self::len) is 0.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(g.dict()?.is_empty()?);
+    /// assert!(!g.tuple(&[g.none()?])?.is_empty()?);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool> {
         self.len().map(|n| n == 0)
     }
 
     /// Item `i` of a tuple or list.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let t = g.tuple(&[g.int(10)?, g.int(20)?])?;
+    /// assert_eq!(t.get_item(1)?.as_int(), Some(20));
+    /// assert!(matches!(t.get_item(2), Err(subinterp::Error::IndexError { index: 2, len: 2 })));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn get_item(&self, i: usize) -> Result<Obj<'i>> {
         let r = match body(self.raw) {
             Body::Seq(items) => items.get(i).copied().ok_or(Error::IndexError { index: i, len: items.len() })?,
@@ -750,6 +998,19 @@ impl<'i> Obj<'i> {
     }
 
     /// Appends to a list.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[])?;
+    /// l.list_append(&g.int(1)?)?;
+    /// l.list_append(&l)?; // a list may hold itself (a cycle the collector frees)
+    /// assert_eq!(l.len()?, 2);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn list_append(&self, item: &Obj<'i>) -> Result<()> {
         let r = item.clone().into_raw();
         // SAFETY: no reference into the body is alive; `push` runs no user
@@ -773,6 +1034,19 @@ impl<'i> Obj<'i> {
     }
 
     /// Replaces item `i` of a list.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[g.int(1)?])?;
+    /// l.list_set(0, &g.str("one")?)?;
+    /// assert_eq!(l.get_item(0)?.as_str(), Some("one"));
+    /// assert!(l.list_set(5, &g.none()?).is_err());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn list_set(&self, i: usize, item: &Obj<'i>) -> Result<()> {
         // SAFETY: as in `list_append`; the old item is released after the
         // borrow ends.
@@ -789,6 +1063,18 @@ impl<'i> Obj<'i> {
     }
 
     /// Removes and returns the last item of a list.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[g.int(1)?, g.int(2)?])?;
+    /// assert_eq!(l.list_pop()?.unwrap().as_int(), Some(2));
+    /// assert_eq!(l.len()?, 1);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn list_pop(&self) -> Result<Option<Obj<'i>>> {
         // SAFETY: as in `list_append`.
         match unsafe { body_mut(self.raw) } {
@@ -798,6 +1084,19 @@ impl<'i> Obj<'i> {
     }
 
     /// Empties a list or dict. A dict's table goes back to the heap.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let d = g.dict()?;
+    /// d.dict_set(&g.str("k")?, &g.int(1)?)?;
+    /// d.clear()?;
+    /// assert_eq!(d.len()?, 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn clear(&self) -> Result<()> {
         match body(self.raw) {
             Body::Seq(l) if l.is_list() => {}
@@ -884,6 +1183,20 @@ impl<'i> Obj<'i> {
 
     /// `self.get(key)` for a dict (Python equality, as in
     /// [`dict_set`](Self::dict_set)). Errors: unhashable key as there.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let d = g.dict()?;
+    /// d.dict_set(&g.int(1)?, &g.str("one")?)?;
+    /// // Python equality: 1 == 1.0 == True.
+    /// assert_eq!(d.dict_get(&g.float(1.0)?)?.unwrap().as_str(), Some("one"));
+    /// assert!(d.dict_get(&g.int(2)?)?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     #[inline]
     pub fn dict_get(&self, key: &Obj<'i>) -> Result<Option<Obj<'i>>> {
         match body(self.raw) {
@@ -898,6 +1211,19 @@ impl<'i> Obj<'i> {
     /// `del self[key]` for a dict; returns whether the key was there. The
     /// table does not shrink here (CPython's rule): the hole is dropped at
     /// the next growth.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let d = g.dict()?;
+    /// d.dict_set(&g.str("k")?, &g.none()?)?;
+    /// assert!(d.dict_del(&g.str("k")?)?);
+    /// assert!(!d.dict_del(&g.str("k")?)?);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn dict_del(&self, key: &Obj<'i>) -> Result<bool> {
         if !matches!(body(self.raw), Body::Dict(_)) {
             return Err(self.type_error("dict_del needs a dict"));
@@ -926,6 +1252,20 @@ impl<'i> Obj<'i> {
     /// The (key, value) pairs of a dict (or an instance's attributes), in
     /// insertion order: a snapshot (see [`dict_iter`](Self::dict_iter) for
     /// a live iterator).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let d = g.dict()?;
+    /// d.dict_set(&g.str("b")?, &g.int(2)?)?;
+    /// d.dict_set(&g.str("a")?, &g.int(1)?)?;
+    /// let keys: Vec<String> = d.dict_items()?.iter().map(|(k, _)| k.as_str().unwrap().to_owned()).collect();
+    /// assert_eq!(keys, ["b", "a"]); // insertion order
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn dict_items(&self) -> Result<Vec<(Obj<'i>, Obj<'i>)>> {
         let d = self.dict_ref("dict_items needs a dict")?;
         Ok(d.items().map(|(k, v)| (Obj::from_raw_borrowed(k, self.g), Obj::from_raw_borrowed(v, self.g))).collect())
@@ -989,6 +1329,26 @@ impl<'i> Obj<'i> {
     /// Sets the instance's finalizer (`__del__`, PEP 442): called with the
     /// instance as its one argument, at most once, when the instance becomes
     /// unreachable (refcount zero or cyclic garbage). It may resurrect it.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// use std::{cell::Cell, rc::Rc};
+    /// let ran = Rc::new(Cell::new(false));
+    /// let r = ran.clone();
+    /// let fin = g.function("__del__", &[], move |g, _, _| {
+    ///     r.set(true);
+    ///     g.none()
+    /// })?;
+    /// let o = g.instance("Resource")?;
+    /// o.set_finalizer(Some(&fin))?;
+    /// drop(o);
+    /// assert!(ran.get(), "ran when the last reference went");
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn set_finalizer(&self, f: Option<&Obj<'i>>) -> Result<()> {
         self.set_instance_hook(false, f)
     }
@@ -997,6 +1357,23 @@ impl<'i> Obj<'i> {
     /// is part of cyclic garbage is never collected; it and everything it
     /// reaches go to [`Gil::gc_garbage`]. At refcount zero it runs like a
     /// finalizer.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let fin = g.function("__del__", &[], |g, _, _| g.none())?;
+    /// let o = g.instance("Legacy")?;
+    /// o.set_legacy_finalizer(Some(&fin))?;
+    /// o.setattr("me", &o)?; // a cycle with a legacy finalizer is uncollectable
+    /// drop(o);
+    /// g.gc_collect(2)?;
+    /// assert_eq!(g.gc_garbage()?.len()?, 1); // it went to gc.garbage
+    /// g.gc_clear_garbage();
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn set_legacy_finalizer(&self, f: Option<&Obj<'i>>) -> Result<()> {
         self.set_instance_hook(true, f)
     }
@@ -1006,6 +1383,18 @@ impl<'i> Obj<'i> {
     /// Calls nest at most [`MAX_CALL_DEPTH`] deep on a thread (CPython's
     /// recursion limit): a deeper call is [`Error::RecursionError`], never a
     /// stack overflow.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let add = g.function("add", &[], |g, _, args| args[0].int_add(&args[1]))?;
+    /// assert_eq!(add.call(&[g.int(2)?, g.int(3)?])?.as_int(), Some(5));
+    /// assert!(g.int(1)?.call(&[]).is_err()); // not callable: TypeError
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn call(&self, args: &[Obj<'i>]) -> Result<Obj<'i>> {
         // The native-function path keeps a small frame (deep recursion
         // through calls must reach MAX_CALL_DEPTH before the stack ends,
@@ -1035,6 +1424,19 @@ impl<'i> Obj<'i> {
 
     /// A weakref's callback (`__callback__`): `None` once the referent died
     /// (CPython clears it then) or when it has none.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let cb = g.function("cb", &[], |g, _, _| g.none())?;
+    /// let target = g.instance("T")?;
+    /// let w = g.weakref(&target, Some(&cb))?;
+    /// assert!(w.weakref_callback()?.unwrap().is(&cb));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn weakref_callback(&self) -> Result<Option<Obj<'i>>> {
         match body(self.raw) {
             Body::Weakref(w) if w.target.is_some() => Ok(w.callback.map(|r| Obj::from_raw_borrowed(r, self.g))),
@@ -1044,6 +1446,20 @@ impl<'i> Obj<'i> {
     }
 
     /// The referent of a weakref, if still alive.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let target = g.list(&[])?;
+    /// let w = g.weakref(&target, None)?;
+    /// assert!(w.weakref_get()?.unwrap().is(&target));
+    /// drop(target);
+    /// assert!(w.weakref_get()?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn weakref_get(&self) -> Result<Option<Obj<'i>>> {
         match body(self.raw) {
             Body::Weakref(w) => Ok(w.target.map(|r| Obj::from_raw_borrowed(r, self.g))),
@@ -1087,6 +1503,22 @@ impl<'i> Obj<'i> {
     }
 
     /// The value of an embedder object of type `T`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// use subinterp::{trace_fields, Member};
+    /// struct Counter { hits: std::cell::Cell<u32>, next: Member }
+    /// trace_fields!(Counter { next });
+    /// let o = g.new_object(Counter { hits: Default::default(), next: Member::default() })?;
+    /// o.downcast_ref::<Counter>().unwrap().hits.set(3);
+    /// assert_eq!(o.downcast_ref::<Counter>().unwrap().hits.get(), 3);
+    /// assert!(g.int(1)?.downcast_ref::<Counter>().is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn downcast_ref<T: Trace>(&self) -> Option<&T> {
         match body(self.raw) {
             Body::Custom(c) => c.as_any().downcast_ref::<T>(),
@@ -1204,6 +1636,17 @@ impl std::fmt::Debug for Owned {
 
 impl Owned {
     /// The interpreter the object belongs to.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let owned = g.list(&[])?.to_owned();
+    /// assert_eq!(owned.interpreter_id(), g.id());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn interpreter_id(&self) -> InterpreterId {
         self.rec.id
     }
@@ -1211,6 +1654,18 @@ impl Owned {
     /// A handle to the object inside `g`'s closure. Errors:
     /// [`Error::WrongInterpreter`] for another interpreter's token,
     /// [`Error::InterpreterClosed`] once the owner is being torn down.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let owned = g.list(&[])?.to_owned();
+    /// let back = owned.bind(g)?; // under the owning interpreter's GIL
+    /// assert_eq!(back.len()?, 0);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn bind<'i>(&self, g: Gil<'i>) -> Result<Obj<'i>> {
         let rec = &g.interpreter().rec;
         if !std::ptr::eq(&**rec, &*self.rec) {
@@ -1223,6 +1678,20 @@ impl Owned {
     }
 
     /// Enters the owner interpreter and runs `f` with the object.
+    ///
+    /// ```
+    /// use subinterp::{InterpreterConfig, Runtime, RuntimeConfig};
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// let interp = rt.create(InterpreterConfig::isolated())?;
+    /// let owned = interp.with_gil(|g| g.str("kept").map(|s| s.to_owned()))??;
+    /// // Later, from any thread that holds no other interpreter's GIL:
+    /// let len = std::thread::scope(|s| s.spawn(|| owned.with(|o| o.len())).join().unwrap())??;
+    /// assert_eq!(len, 4);
+    /// drop(owned);
+    /// interp.close()?;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn with<R>(&self, f: impl for<'i> FnOnce(Obj<'i>) -> R) -> Result<R> {
         let interp = Interpreter { rec: self.rec.clone() };
         interp.with_gil(|g| self.bind(g).map(f))?
@@ -1312,17 +1781,49 @@ impl<'i> Gil<'i> {
 
     /// `None`: one object per interpreter, as CPython's singleton
     /// (`g.none()?.is(&g.none()?)`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(g.none()?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn none(&self) -> Result<Obj<'i>> {
         self.shared_atom(super::ATOM_NONE, Body::None)
     }
 
     /// `True` or `False`: one object each per interpreter.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.bool(true)?.as_bool(), Some(true));
+    /// assert!(g.bool(true)?.is(&g.bool(true)?)); // True is one object
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn bool(&self, v: bool) -> Result<Obj<'i>> {
         self.shared_atom(super::ATOM_FALSE + v as usize, Body::Bool(v))
     }
 
     /// An `int`. The small ints, -5 to 256, are shared per interpreter, as
     /// CPython's (`g.int(7)?.is(&g.int(7)?)`); others are new objects.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.int(-7)?.as_int(), Some(-7));
+    /// assert!(g.int(7)?.is(&g.int(7)?)); // small ints are shared
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn int(&self, v: i64) -> Result<Obj<'i>> {
         if (super::SMALL_INT_MIN..=super::SMALL_INT_MAX).contains(&v) {
             return self.shared_atom(super::ATOM_SMALL_INTS + (v - super::SMALL_INT_MIN) as usize, Body::Int(v));
@@ -1331,18 +1832,49 @@ impl<'i> Gil<'i> {
     }
 
     /// A new `float`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.float(2.5)?.as_float(), Some(2.5));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn float(&self, v: f64) -> Result<Obj<'i>> {
         self.new_obj(Body::Float(v), false, &[])
     }
 
     /// A new `str` (its bytes live in the same heap block, after a word
     /// that caches its hash once it is used as a dict key).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let s = g.str("héllo")?;
+    /// assert_eq!(s.as_str(), Some("héllo"));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn str(&self, v: &str) -> Result<Obj<'i>> {
         let raw = super::alloc_obj(*self, Body::Str(v.len()), false, STR_HASH_PREFIX, v.as_bytes())?;
         Ok(Obj::from_raw_owned(raw, *self))
     }
 
     /// A new `bytes`.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.bytes(b"\x00\xff")?.as_bytes(), Some(&b"\x00\xff"[..]));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn bytes(&self, v: &[u8]) -> Result<Obj<'i>> {
         self.new_obj(Body::Bytes(v.len()), false, v)
     }
@@ -1359,6 +1891,18 @@ impl<'i> Gil<'i> {
 
     /// A new tuple (tracked unless empty). Its item buffer is in the
     /// interpreter's heap: [`Error::MemoryError`] past the memory limit.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let t = g.tuple(&[g.int(1)?, g.str("a")?])?;
+    /// assert_eq!(t.len()?, 2);
+    /// assert!(t.list_append(&g.none()?).is_err()); // immutable
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn tuple(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
         let v = self.seq_items(SeqKind::Tuple, items)?;
         let gc = !v.is_empty();
@@ -1367,6 +1911,18 @@ impl<'i> Gil<'i> {
 
     /// A new list (tracked). Its item buffer is in the interpreter's heap:
     /// [`Error::MemoryError`] past the memory limit.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let l = g.list(&[g.int(1)?])?;
+    /// l.list_append(&g.int(2)?)?;
+    /// assert_eq!(l.get_item(1)?.as_int(), Some(2));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn list(&self, items: &[Obj<'i>]) -> Result<Obj<'i>> {
         let v = self.seq_items(SeqKind::List, items)?;
         self.new_obj(Body::Seq(v), true, &[])
@@ -1375,6 +1931,21 @@ impl<'i> Gil<'i> {
     /// Entries moved by dict table rebuilds on this thread so far (a cost
     /// counter for tests: inserts and deletes are amortized O(1), so it
     /// grows at most a small multiple of the operations).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let before = g.dict_entries_moved();
+    /// let d = g.dict()?;
+    /// for i in 0..100 {
+    ///     d.dict_set(&g.int(i)?, &g.none()?)?; // grows: entries move to bigger tables
+    /// }
+    /// assert!(g.dict_entries_moved() > before);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     #[doc(hidden)]
     pub fn dict_entries_moved(&self) -> u64 {
         super::dict::entries_moved()
@@ -1383,12 +1954,37 @@ impl<'i> Gil<'i> {
     /// A new empty dict (tracked). It allocates nothing more until its
     /// first key: then a table of 8 slots and 5 entries (144 bytes) in the
     /// interpreter's heap, grown as CPython's (`docs/objects.md`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let d = g.dict()?;
+    /// d.dict_set(&g.str("k")?, &g.int(1)?)?;
+    /// assert_eq!(d.dict_get(&g.str("k")?)?.unwrap().as_int(), Some(1));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn dict(&self) -> Result<Obj<'i>> {
         self.new_obj(Body::Dict(Dict::new()), true, &[])
     }
 
     /// A new native function: `f(gil, captured, args)`; `captured` are
     /// strong references the function keeps (and the collector traverses).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let greeting = g.str("hello")?;
+    /// // `captured` are references the function keeps (traced by the collector).
+    /// let f = g.function("greet", &[greeting], |_, captured, _| Ok(captured[0].clone()))?;
+    /// assert_eq!(f.call(&[])?.as_str(), Some("hello"));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn function<F>(&self, name: &str, captured: &[Obj<'i>], f: F) -> Result<Obj<'i>>
     where
         F: for<'a> Fn(Gil<'a>, &[Obj<'a>], &[Obj<'a>]) -> Result<Obj<'a>> + 'static,
@@ -1413,6 +2009,20 @@ impl<'i> Gil<'i> {
     /// list, dict, instance, function, weakref, code or an embedder type;
     /// else [`Error::TypeError`]). `callback`, a function, is called with the
     /// weakref when the target dies, if the weakref is still alive then.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let target = g.instance("T")?;
+    /// let w = g.weakref(&target, None)?;
+    /// drop(target);
+    /// assert!(w.weakref_get()?.is_none());
+    /// assert!(g.weakref(&g.int(1)?, None).is_err()); // atoms cannot be weakly referenced
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn weakref(&self, target: &Obj<'i>, callback: Option<&Obj<'i>>) -> Result<Obj<'i>> {
         self.make_weakref(target, callback, false)
     }
@@ -1496,6 +2106,22 @@ impl<'i> Gil<'i> {
     }
 
     /// A new object of an embedder type (tracked).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// use subinterp::{trace_fields, Member};
+    /// struct Node { next: Member }
+    /// trace_fields!(Node { next });
+    /// let a = g.new_object(Node { next: Member::default() })?;
+    /// a.downcast_ref::<Node>().unwrap().next.set(g, Some(&a))?; // a cycle
+    /// drop(a);
+    /// assert_eq!(g.gc_collect(2)?.collected, 1);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn new_object<T: Trace>(&self, value: T) -> Result<Obj<'i>> {
         let slot = match HBox::slot_in(self.heap()) {
             Ok(slot) => slot,

@@ -42,6 +42,34 @@ pub struct Visitor<'a> {
 impl Visitor<'_> {
     /// Reports one strong reference (nothing for an empty member or one that
     /// belongs to another interpreter).
+    ///
+    /// ```
+    /// use subinterp::{Cleared, Member, Runtime, RuntimeConfig, Trace, Visitor};
+    ///
+    /// /// What `trace_fields!` writes for you.
+    /// struct Pair { a: Member, b: Member }
+    /// // SAFETY: `trace` reports every member and runs no user code.
+    /// unsafe impl Trace for Pair {
+    ///     fn trace(&self, v: &mut Visitor<'_>) {
+    ///         v.visit(&self.a);
+    ///         v.visit(&self.b);
+    ///     }
+    ///     fn clear(&self, c: &mut Cleared<'_>) {
+    ///         c.take(&self.a);
+    ///         c.take(&self.b);
+    ///     }
+    /// }
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let p = g.new_object(Pair { a: Member::default(), b: Member::default() })?;
+    ///     p.downcast_ref::<Pair>().unwrap().a.set(g, Some(&p))?; // a cycle through `a`
+    ///     drop(p);
+    ///     assert_eq!(g.gc_collect(2)?.collected, 1); // found by `trace`, broken by `clear`
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     #[inline]
     pub fn visit(&mut self, member: &Member) {
         if let Some(r) = member.raw.get() {
@@ -63,7 +91,7 @@ pub struct Cleared<'a> {
 impl Cleared<'_> {
     /// Takes the reference out of `member` (leaving it empty) and releases it
     /// once the clear returns. A member owned by another interpreter is left
-    /// as it is.
+    /// as it is. (Example: [`Visitor::visit`].)
     #[inline]
     pub fn take(&mut self, member: &Member) {
         if member.owner.get().uid != self.uid {
@@ -172,6 +200,19 @@ impl Member {
     /// slot holds an object of another interpreter;
     /// [`Error::InterpreterClosed`] once `g`'s interpreter is tearing its
     /// objects down.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let m = Member::default();
+    /// m.set(g, Some(&g.int(1)?))?;
+    /// assert_eq!(m.get(g)?.unwrap().as_int(), Some(1));
+    /// m.set(g, None)?; // empties it
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn set<'i>(&self, g: Gil<'i>, value: Option<&Obj<'i>>) -> Result<()> {
         let me = self.check(g)?;
         let new = value.map(|v| v.clone().into_raw());
@@ -186,12 +227,36 @@ impl Member {
     /// [`Error::WrongInterpreter`] if it belongs to another interpreter (or
     /// one that has closed); [`Error::InterpreterClosed`] once `g`'s
     /// interpreter is tearing its objects down.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let m = Member::default();
+    /// assert!(m.get(g)?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn get<'i>(&self, g: Gil<'i>) -> Result<Option<Obj<'i>>> {
         self.check(g)?;
         Ok(self.raw.get().map(|r| Obj::from_raw_borrowed(r, g)))
     }
 
     /// Whether the slot is empty.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let m = Member::default();
+    /// assert!(m.is_empty());
+    /// m.set(g, Some(&g.none()?))?;
+    /// assert!(!m.is_empty());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.raw.get().is_none()
     }
@@ -203,11 +268,34 @@ pub struct MemberVec(RefCell<Vec<Member>>);
 
 impl MemberVec {
     /// An empty list.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let v = MemberVec::new();
+    /// assert!(v.is_empty());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends a strong reference to `value`.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let v = MemberVec::new();
+    /// v.push(&g.int(1)?);
+    /// assert_eq!(v.len(), 1);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn push(&self, value: &Obj<'_>) {
         let m = Member::empty();
         m.owner.set(owner_of(value.gil()));
@@ -217,6 +305,19 @@ impl MemberVec {
 
     /// The `i`-th object (`Ok(None)` past the end). Errors:
     /// [`Error::WrongInterpreter`] if it belongs to another interpreter.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let v = MemberVec::new();
+    /// v.push(&g.str("a")?);
+    /// assert_eq!(v.get(g, 0)?.unwrap().as_str(), Some("a"));
+    /// assert!(v.get(g, 1)?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn get<'i>(&self, g: Gil<'i>, i: usize) -> Result<Option<Obj<'i>>> {
         match self.0.borrow().get(i) {
             Some(m) => m.get(g),
@@ -225,11 +326,34 @@ impl MemberVec {
     }
 
     /// The number of slots.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let v = MemberVec::new();
+    /// v.push(&g.none()?);
+    /// v.push(&g.none()?);
+    /// assert_eq!(v.len(), 2);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.0.borrow().len()
     }
 
     /// Whether there are no slots.
+    ///
+    /// ```
+    /// # use subinterp::{trace_fields, Member, MemberVec, Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(MemberVec::new().is_empty());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -139,6 +139,18 @@ impl<'i> Gil<'i> {
     }
 
     /// The type object `object`, the root of every MRO.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let object = g.object_type()?;
+    /// let c = g.new_class("C", &[])?;
+    /// assert!(c.issubclass(&object)?); // every class derives from object
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn object_type(&self) -> Result<Obj<'i>> {
         self.builtin_type(Kind::Custom)
     }
@@ -146,6 +158,19 @@ impl<'i> Gil<'i> {
     /// The type object of a built-in kind (`int`, `list`, …, and `object`
     /// for [`Kind::Custom`]). `bool`'s base is `int`; every other built-in
     /// type's is `object`. One per interpreter, made on first use.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// use subinterp::Kind;
+    /// let int = g.builtin_type(Kind::Int)?;
+    /// assert!(g.int(3)?.isinstance(&int)?);
+    /// assert!(g.builtin_type(Kind::Bool)?.issubclass(&int)?); // bool derives from int
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn builtin_type(&self, kind: Kind) -> Result<Obj<'i>> {
         self.cached_type(TypeKey::Builtin(kind), || {
             let name = if kind == Kind::Custom { "object" } else { kind.name() };
@@ -207,6 +232,20 @@ impl<'i> Gil<'i> {
     /// with an empty attribute dict, without calling `__init__` (for that,
     /// call the class). A class whose MRO has a `__del__` function gives its
     /// instances that finalizer (looked up when the instance dies).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let c = g.new_class("C", &[])?;
+    /// let init_ran = g.function("__init__", &[], |_, _, _| panic!("not called"))?;
+    /// c.setattr("__init__", &init_ran)?;
+    /// let o = g.instance_of(&c)?; // no __init__
+    /// assert!(o.get_type()?.is(&c));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn instance_of(&self, class: &Obj<'i>) -> Result<Obj<'i>> {
         match type_body(class.raw()) {
             Some(t) if t.builtin.is_none() => {}
@@ -236,6 +275,18 @@ impl<'i> Gil<'i> {
     /// interpreter closes. A shorthand for [`new_class`](Self::new_class) +
     /// [`instance_of`](Self::instance_of) where the class itself does not
     /// matter.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let a = g.instance("Point")?;
+    /// let b = g.instance("Point")?;
+    /// assert!(a.get_type()?.is(&b.get_type()?)); // one class per name
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn instance(&self, class: &str) -> Result<Obj<'i>> {
         let cls = self.cached_type(TypeKey::Named(class.into()), || self.new_class(class, &[]))?;
         self.instance_of(&cls)
@@ -253,6 +304,18 @@ impl<'i> Gil<'i> {
     /// (`__name__` set). Usually made by an import (see
     /// [`Interpreter::import`](crate::Interpreter::import) and
     /// [`Gil::import`]).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let m = g.new_module("scratch")?;
+    /// m.setattr("x", &g.int(1)?)?;
+    /// assert_eq!(m.module_dict()?.len()?, 2); // __name__ and x
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn new_module(&self, name: &str) -> Result<Obj<'i>> {
         let dict = self.dict()?;
         dict.dict_set(&self.str("__name__")?, &self.str(name)?)?;
@@ -299,6 +362,18 @@ fn own_dict<'a>(r: Raw) -> Option<&'a Dict> {
 impl<'i> Obj<'i> {
     /// The object's type object (`type(o)`): an instance's class, `type` for a
     /// class, a built-in type for a built-in object.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert!(g.int(1)?.get_type()?.is(&g.builtin_type(subinterp::Kind::Int)?));
+    /// let c = g.new_class("C", &[])?;
+    /// assert!(c.call(&[])?.get_type()?.is(&c));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn get_type(&self) -> Result<Obj<'i>> {
         let g = self.gil();
         match body(self.raw()) {
@@ -311,6 +386,20 @@ impl<'i> Obj<'i> {
 
     /// `isinstance(self, class)`: whether the object's type is `class` or a
     /// subclass of it. `class` must be a type (CPython's text otherwise).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let base = g.new_class("Base", &[])?;
+    /// let sub = g.new_class("Sub", std::slice::from_ref(&base))?;
+    /// let o = sub.call(&[])?;
+    /// assert!(o.isinstance(&base)? && o.isinstance(&sub)?);
+    /// assert!(o.isinstance(&g.int(1)?).is_err()); // TypeError: not a type
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn isinstance(&self, class: &Obj<'i>) -> Result<bool> {
         if type_body(class.raw()).is_none() {
             return Err(Error::TypeError {
@@ -321,6 +410,19 @@ impl<'i> Obj<'i> {
     }
 
     /// `issubclass(self, class)`: both must be types.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let base = g.new_class("Base", &[])?;
+    /// let sub = g.new_class("Sub", std::slice::from_ref(&base))?;
+    /// assert!(sub.issubclass(&base)?);
+    /// assert!(!base.issubclass(&sub)?);
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn issubclass(&self, class: &Obj<'i>) -> Result<bool> {
         if type_body(self.raw()).is_none() {
             return Err(Error::TypeError { message: "issubclass() arg 1 must be a class".into() });
@@ -334,6 +436,19 @@ impl<'i> Obj<'i> {
     }
 
     /// The MRO of a type (`cls.__mro__`): the type itself first.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let a = g.new_class("A", &[])?;
+    /// let b = g.new_class("B", std::slice::from_ref(&a))?;
+    /// let mro = b.mro()?;
+    /// assert!(mro[0].is(&b) && mro[1].is(&a) && mro[2].is(&g.object_type()?));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn mro(&self) -> Result<Vec<Obj<'i>>> {
         let g = self.gil();
         let tb = type_body(self.raw())
@@ -342,6 +457,18 @@ impl<'i> Obj<'i> {
     }
 
     /// The bases of a type (`cls.__bases__`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let a = g.new_class("A", &[])?;
+    /// let b = g.new_class("B", std::slice::from_ref(&a))?;
+    /// assert!(b.bases()?[0].is(&a));
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn bases(&self) -> Result<Vec<Obj<'i>>> {
         let g = self.gil();
         let tb = type_body(self.raw())
@@ -350,6 +477,18 @@ impl<'i> Obj<'i> {
     }
 
     /// The globals of a module object: its dict (`module.__dict__`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let sys = g.import("sys")?;
+    /// sys.setattr("flag", &g.bool(true)?)?;
+    /// assert!(sys.module_dict()?.dict_get(&g.str("flag")?)?.is_some());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn module_dict(&self) -> Result<Obj<'i>> {
         match body(self.raw()) {
             Body::Module(m) => Ok(Obj::from_raw_borrowed(m.dict, self.gil())),
@@ -363,6 +502,22 @@ impl<'i> Obj<'i> {
     /// along its type's MRO (a class: its own MRO); a function found on the
     /// type of an instance or built-in object comes back bound to it (a
     /// method: calling it passes the object first).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let c = g.new_class("C", &[])?;
+    /// c.setattr("shared", &g.int(1)?)?;
+    /// let o = c.call(&[])?;
+    /// assert_eq!(o.getattr("shared")?.unwrap().as_int(), Some(1)); // from the class
+    /// o.setattr("shared", &g.int(2)?)?;
+    /// assert_eq!(o.getattr("shared")?.unwrap().as_int(), Some(2)); // its own first
+    /// assert!(o.getattr("missing")?.is_none());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn getattr(&self, name: &str) -> Result<Option<Obj<'i>>> {
         if let Some(target) = proxy_target(self)? {
             return target.getattr(name);
@@ -395,6 +550,19 @@ impl<'i> Obj<'i> {
     /// `setattr(self, name, value)` on an instance, class or module.
     /// Errors: [`Error::AttributeError`] for other objects (their attributes
     /// are their type's, read-only).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let o = g.instance("Thing")?;
+    /// o.setattr("size", &g.int(3)?)?;
+    /// assert_eq!(o.getattr("size")?.unwrap().as_int(), Some(3));
+    /// assert!(g.int(1)?.setattr("x", &g.none()?).is_err()); // AttributeError
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn setattr(&self, name: &str, value: &Obj<'i>) -> Result<()> {
         if let Some(target) = proxy_target(self)? {
             return target.setattr(name, value);
@@ -432,6 +600,20 @@ impl<'i> Obj<'i> {
     /// `delattr(self, name)` on an instance, class or module. Errors:
     /// [`Error::AttributeError`] when the object has no such attribute of
     /// its own (CPython's text: `'C' object has no attribute 'x'`).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let o = g.instance("Thing")?;
+    /// o.setattr("size", &g.int(3)?)?;
+    /// o.delattr("size")?;
+    /// assert!(o.getattr("size")?.is_none());
+    /// assert!(o.delattr("size").is_err()); // AttributeError, CPython's text
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
     pub fn delattr(&self, name: &str) -> Result<()> {
         if let Some(target) = proxy_target(self)? {
             return target.delattr(name);
