@@ -145,3 +145,8 @@ pub type InterpreterId = u64;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// `docs/gc.md`'s worked example, compiled and run as a doctest.
+#[doc = include_str!("../docs/gc.md")]
+#[cfg(doctest)]
+pub struct GcGuideDoctests;
