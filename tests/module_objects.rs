@@ -238,3 +238,50 @@ fn another_interpreters_module_is_refused() {
     other.close().unwrap();
     i.close().unwrap();
 }
+
+#[test]
+fn a_replaced_import_function_is_called_by_import() {
+    // CPython: `builtins.__import__` replaced is what `import` calls
+    // (interp->import_func); deleted, `import` is ImportError "__import__ not found".
+    let (_rt, i) = setup();
+    i.with_gil(|g| {
+        let log: Log = Rc::default();
+        let l = log.clone();
+        let hook = g
+            .function("__import__", &[], move |g, _, args| {
+                assert_eq!(args.len(), 5, "(name, globals, locals, fromlist, level)");
+                assert_eq!(args[4].as_int(), Some(0));
+                let name = args[0].as_str().unwrap().to_owned();
+                l.borrow_mut().push(name.clone());
+                if name == "fake" {
+                    return g.str("not a module"); // whatever it returns is the result
+                }
+                g.import_default(&name)
+            })
+            .unwrap();
+        // Replacing `builtins.__import__` directly is the same as set_import_func.
+        g.import_default("builtins").unwrap().setattr("__import__", &hook).unwrap();
+        assert_eq!(g.import("fake").unwrap().as_str(), Some("not a module"));
+        assert_eq!(g.import("alpha").unwrap().kind(), Kind::Module);
+        assert_eq!(*log.borrow(), ["fake", "alpha"]);
+        // A hook that imports through `import` again recurses to a RecursionError.
+        let recursive = g.function("__import__", &[], |g, _, args| g.import(args[0].as_str().unwrap())).unwrap();
+        g.set_import_func(Some(&recursive)).unwrap();
+        assert!(matches!(g.import("beta"), Err(Error::RecursionError { .. })));
+        // A panicking hook is an error of the import, never an unwind.
+        let panics = g.function("__import__", &[], |_, _, _| panic!("hook exploded")).unwrap();
+        g.set_import_func(Some(&panics)).unwrap();
+        let e = g.import("beta").unwrap_err();
+        assert!(e.to_string().contains("hook exploded"), "{e}");
+        // Deleted: CPython's ImportError.
+        g.import_default("builtins").unwrap().delattr("__import__").unwrap();
+        let e = g.import("beta").unwrap_err();
+        assert!(matches!(&e, Error::ImportError { reason, .. } if reason == "__import__ not found"), "{e}");
+        // Restored.
+        g.set_import_func(None).unwrap();
+        assert_eq!(g.import("beta").unwrap().kind(), Kind::Module);
+        assert_eq!(log.borrow().len(), 2);
+    })
+    .unwrap();
+    assert_eq!(i.close().unwrap().leaked.live_blocks, 0);
+}

@@ -640,7 +640,9 @@ fn unbounded_recursion_through_calls_is_a_recursion_error() {
             .unwrap();
         cell.list_append(&f).unwrap();
         let err = f.call(&[]).unwrap_err();
-        assert!(matches!(err, Error::RecursionError { limit: subinterp::MAX_CALL_DEPTH, .. }), "{err:?}");
+        // The depth limit, or before it the stack guard (a small stack, or
+        // the big frames of an unoptimized sanitizer build).
+        assert!(matches!(err, Error::RecursionError { limit, .. } if limit <= subinterp::MAX_CALL_DEPTH), "{err:?}");
         // The depth is given back: a shallow call works afterwards.
         let ok = g.function("ok", &[], |g, _, _| g.int(1)).unwrap();
         assert_eq!(ok.call(&[]).unwrap().as_int(), Some(1));

@@ -102,6 +102,10 @@ pub(crate) struct GcState {
     /// The heap objects of the imported modules, in import order (one
     /// reference each; `modules.rs`).
     pub(crate) modules: Vec<modules::ModEntry>,
+    /// The `builtins` module object, once made (borrowed: `modules` holds
+    /// it), and the built-in `__import__` (one reference).
+    pub(crate) builtins_obj: Option<Raw>,
+    pub(crate) default_import: Option<Raw>,
     /// `None`, `False`, `True` and the small ints (`ATOM_*`), one reference
     /// each; empty until the first is made.
     pub(crate) atoms: Vec<Option<Raw>>,
@@ -247,6 +251,8 @@ impl GcCell {
             weakrefs: HashMap::new(),
             types: HashMap::new(),
             modules: Vec::new(),
+            builtins_obj: None,
+            default_import: None,
             atoms: Vec::new(),
             pauses: Default::default(),
             errors: Vec::new(),
@@ -1478,6 +1484,8 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         // The cache's references go with every other object below.
         s.types = HashMap::new();
         s.modules = Vec::new();
+        s.builtins_obj = None;
+        s.default_import = None;
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);

@@ -100,6 +100,9 @@ pub(crate) fn object_of<'i>(g: Gil<'i>, module: &Module) -> Result<Obj<'i>> {
     if module.def().is_none() && g.interpreter().rec.modules.holds(module) {
         // `builtins` / `sys`: made on first use.
         let obj = g.new_module(module.name())?;
+        if core_of(module) == Some(Core::Builtins) {
+            fill_builtins(g, &obj)?;
+        }
         let r = obj.clone().into_raw();
         // `new_module` may have run a collection whose finalizers made it
         // meanwhile: keep the first.
@@ -126,6 +129,41 @@ pub(crate) fn object_of<'i>(g: Gil<'i>, module: &Module) -> Result<Obj<'i>> {
         };
     }
     Err(Error::ModuleNotFound { name: module.name().into() })
+}
+
+/// The replacement import function, if `builtins.__import__` is not the
+/// built-in one (no builtins object yet: nobody replaced it). Deleted:
+/// CPython's `ImportError("__import__ not found")`.
+fn import_func<'i>(g: Gil<'i>) -> Result<Option<Obj<'i>>> {
+    let Some((builtins, default)) = st(g, |s| s.builtins_obj.zip(s.default_import)) else { return Ok(None) };
+    let found = super::types::own_dict(builtins).and_then(|d| super::types::dict_get_str(d, "__import__"));
+    match found {
+        Some(f) if f == default => Ok(None),
+        Some(f) => Ok(Some(Obj::from_raw_borrowed(f, g))),
+        None => Err(Error::ImportError { name: "builtins".into(), reason: "__import__ not found".into() }),
+    }
+}
+
+/// Fills a new `builtins` object: the built-in `__import__`, kept by the
+/// collector's state too, so that `import` can tell whether it was replaced.
+fn fill_builtins<'i>(g: Gil<'i>, obj: &Obj<'i>) -> Result<()> {
+    let f = g.function("__import__", &[], |g, _, args| {
+        let name = args
+            .first()
+            .and_then(|a| a.as_str().map(str::to_owned))
+            .ok_or_else(|| Error::TypeError { message: "__import__() argument 1 must be str".into() })?;
+        g.import_default(&name)
+    })?;
+    obj.setattr("__import__", &f)?;
+    let r = f.into_raw();
+    let old = st(g, |s| {
+        s.builtins_obj = Some(obj.raw());
+        s.default_import.replace(r)
+    });
+    if let Some(old) = old {
+        decref(g, old);
+    }
+    Ok(())
 }
 
 /// How a module object is held during the shutdown sequence.
@@ -167,7 +205,13 @@ impl<'i> Held<'i> {
 /// (no memory for a weak reference) keeps that module strongly held, which
 /// only changes when it is cleared.
 pub(crate) fn finalize(g: Gil<'_>) {
-    let entries = st(g, |s| std::mem::take(&mut s.modules));
+    let (entries, default_import) = st(g, |s| {
+        s.builtins_obj = None;
+        (std::mem::take(&mut s.modules), s.default_import.take())
+    });
+    if let Some(f) = default_import {
+        decref(g, f);
+    }
     let mut held = Vec::with_capacity(entries.len());
     let mut core = Vec::new();
     for ModEntry { core: c, obj, .. } in entries {
@@ -266,8 +310,68 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn import(&self, name: &str) -> Result<Obj<'i>> {
+        match import_func(*self)? {
+            None => self.import_default(name),
+            Some(f) => {
+                // CPython's `__import__(name, globals, locals, fromlist, level)`:
+                // user code, called behind the catch-unwind boundary.
+                let none = self.none()?;
+                let args = [self.str(name)?, none.clone(), none.clone(), none, self.int(0)?];
+                run_callback("import function", || f.call(&args))?
+            }
+        }
+    }
+
+    /// The built-in import, whatever `builtins.__import__` is (what a
+    /// replacement import function usually delegates to, as Python code calls
+    /// `importlib.__import__`).
+    pub fn import_default(&self, name: &str) -> Result<Obj<'i>> {
         let m = self.interpreter().import(name)?;
         object_of(*self, &m)
+    }
+
+    /// Replaces this interpreter's import function (`builtins.__import__`,
+    /// CPython's `interp->import_func`): [`Gil::import`] calls `f` with
+    /// `(name, None, None, None, 0)` and returns what it returns. `None`
+    /// puts the built-in one back. The function is user code: its errors
+    /// come back from `import`, a panic as [`Error::CallbackPanicked`]; one
+    /// that imports through [`Gil::import`]
+    /// again recurses until `RecursionError` — delegate with
+    /// [`import_default`](Self::import_default).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use subinterp::{Runtime, RuntimeConfig};
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     let seen = Rc::new(RefCell::new(Vec::new()));
+    ///     let s = seen.clone();
+    ///     let hook = g.function("__import__", &[], move |g, _, args| {
+    ///         let name = args[0].as_str().unwrap_or_default().to_owned();
+    ///         s.borrow_mut().push(name.clone());
+    ///         g.import_default(&name) // then the usual import
+    ///     })?;
+    ///     g.set_import_func(Some(&hook))?;
+    ///     let sys = g.import("sys")?;
+    ///     assert!(sys.is(&g.import_default("sys")?));
+    ///     assert_eq!(*seen.borrow(), ["sys"]);
+    ///     g.set_import_func(None)?;
+    ///     g.import("sys")?;
+    ///     assert_eq!(seen.borrow().len(), 1, "the built-in import again");
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn set_import_func(&self, f: Option<&Obj<'i>>) -> Result<()> {
+        let builtins = self.import_default("builtins")?;
+        match f {
+            Some(f) => builtins.setattr("__import__", f),
+            None => {
+                let default = st(*self, |s| s.default_import).ok_or(Error::InterpreterClosed { id: self.id() })?;
+                builtins.setattr("__import__", &Obj::from_raw_borrowed(default, *self))
+            }
+        }
     }
 
     /// The heap object of `module` (a handle from

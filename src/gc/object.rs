@@ -459,6 +459,14 @@ impl CallDepth {
             if d.get() >= MAX_CALL_DEPTH {
                 return Err(Error::RecursionError { limit: MAX_CALL_DEPTH, context: "calling a function" });
             }
+            if crate::interp::stack::nearly_exhausted() {
+                // Before the depth limit: the thread's stack is small, or
+                // the frames between calls are big (an unoptimized build).
+                return Err(Error::RecursionError {
+                    limit: d.get(),
+                    context: "calling a function: the thread's stack is nearly exhausted",
+                });
+            }
             d.set(d.get() + 1);
             Ok(CallDepth)
         })
@@ -1381,8 +1389,9 @@ impl<'i> Obj<'i> {
     /// Calls a native function.
     ///
     /// Calls nest at most [`MAX_CALL_DEPTH`] deep on a thread (CPython's
-    /// recursion limit): a deeper call is [`Error::RecursionError`], never a
-    /// stack overflow.
+    /// recursion limit), and never closer than 256 KiB to the end of the
+    /// thread's stack (CPython 3.12+'s C-stack check): a deeper call is
+    /// [`Error::RecursionError`], never a stack overflow.
     ///
     /// ```
     /// # use subinterp::{Runtime, RuntimeConfig};

@@ -347,7 +347,7 @@ unsafe fn own_dict_mut<'a>(r: Raw) -> Option<&'a mut Dict> {
     }
 }
 
-fn own_dict<'a>(r: Raw) -> Option<&'a Dict> {
+pub(crate) fn own_dict<'a>(r: Raw) -> Option<&'a Dict> {
     match body(r) {
         Body::Instance(i) => Some(&i.dict),
         Body::Type(t) => Some(&t.dict),

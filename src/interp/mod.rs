@@ -3,6 +3,7 @@
 
 pub(crate) mod gil;
 pub(crate) mod pending;
+pub(crate) mod stack;
 pub(crate) mod tstate;
 
 use std::marker::PhantomData;

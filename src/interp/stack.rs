@@ -1,0 +1,88 @@
+//! How much of the current thread's stack is left: the guard that turns a
+//! deep recursion through the runtime (calls, imports, hooks) into a
+//! `RecursionError` before the stack ends (a stack overflow aborts the
+//! process). CPython 3.12+ checks its C stack the same way.
+//!
+//! The stack's lowest address comes from the thread's attributes
+//! (`pthread_getattr_np` on Linux), read once per thread; the current
+//! position is the address of a local. Where the bounds are unknown (other
+//! systems, Miri), only the depth counters guard.
+
+use std::cell::Cell;
+
+/// Bytes of stack a call must find left: room for the runtime's own frames
+/// between two checks (several KiB each in an unoptimized build) and for
+/// what the user code in between uses.
+pub(crate) const STACK_RED_ZONE: usize = 256 * 1024;
+
+std::thread_local! {
+    /// The stack's lowest address; 0 until read, 1 when unknown.
+    static STACK_LOW: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether less than [`STACK_RED_ZONE`] bytes of this thread's stack are
+/// left.
+#[inline]
+pub(crate) fn nearly_exhausted() -> bool {
+    let marker = 0u8;
+    let here = std::ptr::addr_of!(marker).addr();
+    let low = STACK_LOW.try_with(|l| {
+        if l.get() == 0 {
+            l.set(stack_low().unwrap_or(1));
+        }
+        l.get()
+    });
+    match low {
+        Ok(low) if low > 1 => here.saturating_sub(low) < STACK_RED_ZONE,
+        _ => false,
+    }
+}
+
+/// The lowest address of the current thread's stack (it grows down).
+#[cfg(all(target_os = "linux", not(miri)))]
+fn stack_low() -> Option<usize> {
+    let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+    // SAFETY: `pthread_getattr_np` initializes `attr` for the calling
+    // thread when it returns 0; it is destroyed exactly once below, after
+    // `pthread_attr_getstack` read the stack's bounds out of it.
+    unsafe {
+        if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+            return None;
+        }
+        let mut addr = std::ptr::null_mut();
+        let mut size = 0;
+        let ok = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        // The lowest page is the guard page: not usable.
+        (ok && size > 0).then(|| addr.addr() + 4096)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", not(miri))))]
+fn stack_low() -> Option<usize> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_fresh_thread_has_room_and_a_deep_one_does_not() {
+        assert!(!super::nearly_exhausted());
+        // Recurse until the guard says stop: it must, before the stack ends
+        // (on Linux; elsewhere the guard never fires and we stop at a depth).
+        fn dive(n: usize) -> usize {
+            // A frame of at least 512 bytes that the optimizer keeps.
+            let pad = std::hint::black_box([n as u8; 512]);
+            if super::nearly_exhausted() || n > 100_000 {
+                return n;
+            }
+            let deeper = dive(n + 1);
+            std::hint::black_box(&pad);
+            deeper
+        }
+        let depth = std::thread::Builder::new().stack_size(1 << 20).spawn(|| dive(0)).unwrap().join().unwrap();
+        if cfg!(all(target_os = "linux", not(miri))) {
+            assert!(depth < 100_000, "the guard fired at depth {depth}");
+        }
+    }
+}
