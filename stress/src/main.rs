@@ -267,6 +267,9 @@ fn print_report(r: &Report) {
     }
 }
 
+/// A scenario's entry point.
+type Scenario = fn(&Opts, &Progress) -> Report;
+
 fn main() {
     let m = Command::new("stress")
         .about(
@@ -315,13 +318,13 @@ fn main() {
     }
 
     let names: Vec<&str> = if scenario == "all" { vec!["scaling", "memory", "gc"] } else { vec![scenario.as_str()] };
-    let runs: Vec<(&str, u64, fn(&Opts, &Progress) -> Report)> = names
+    let runs: Vec<(&str, u64, Scenario)> = names
         .iter()
         .map(|&n| match n {
-            "scaling" => (n, scaling::steps(&opts), scaling::run as fn(&Opts, &Progress) -> Report),
-            "memory" => (n, memory::STEPS, memory::report as fn(&Opts, &Progress) -> Report),
-            "gc" => (n, gc::STEPS, gc::report as fn(&Opts, &Progress) -> Report),
-            "soak" => (n, soak::STEPS, soak::report as fn(&Opts, &Progress) -> Report),
+            "scaling" => (n, scaling::steps(&opts), scaling::run as Scenario),
+            "memory" => (n, memory::STEPS, memory::report as Scenario),
+            "gc" => (n, gc::STEPS, gc::report as Scenario),
+            "soak" => (n, soak::STEPS, soak::report as Scenario),
             other => unreachable!("clap admits only known scenarios, got {other}"),
         })
         .collect();

@@ -106,6 +106,8 @@ struct Chart<'a> {
     log_x: bool,
     log_y: bool,
     markers: bool,
+    /// Lines between points (false: markers only).
+    lines: bool,
     /// Dashed second group (drawn after `series`, on the same axes), e.g. CPython's.
     dashed: &'a [Series],
     /// Fixed x range, else from the data.
@@ -162,14 +164,23 @@ fn draw(c: &Chart<'_>) -> String {
                         })
                         .collect();
                     let style = color.stroke_width(if dashed { 1 } else { 2 });
+                    let legend =
+                        move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2));
+                    if !c.lines {
+                        // Markers only (a scatter), labelled.
+                        chart
+                            .draw_series(pts.iter().map(|&p| Circle::new(p, 2, color.filled())))
+                            .expect("svg markers")
+                            .label(s.label.as_str())
+                            .legend(legend);
+                        continue;
+                    }
                     let series = if dashed {
                         chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style)).expect("svg series")
                     } else {
                         chart.draw_series(LineSeries::new(pts.clone(), style)).expect("svg series")
                     };
-                    series
-                        .label(s.label.as_str())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    series.label(s.label.as_str()).legend(legend);
                     if c.markers {
                         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled()))).expect("svg markers");
                     }
@@ -217,6 +228,7 @@ pub fn throughput(t: &Throughput) -> String {
         log_x: false,
         log_y: false,
         markers: true,
+        lines: true,
         dashed: &dashed,
         x_range: Some((0.8, t.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0, f64::max) + 0.2)),
         headroom: 1.45,
@@ -235,6 +247,7 @@ pub fn wake_latency(w: &WakeLatency) -> String {
         log_x: true,
         log_y: false,
         markers: false,
+        lines: true,
         dashed: &[],
         x_range: None,
         headroom: 1.0,
@@ -274,6 +287,7 @@ pub fn gc_pause_histogram(g: &GcPauses) -> String {
         log_x: true,
         log_y: false,
         markers: false,
+        lines: true,
         dashed: &[],
         x_range: None,
         headroom: 1.3,
@@ -320,6 +334,7 @@ pub fn gc_pause_timeline(g: &GcPauses) -> String {
         log_x: false,
         log_y: true,
         markers: true,
+        lines: false,
         dashed: &[],
         x_range: None,
         headroom: 1.0,
@@ -337,6 +352,7 @@ pub fn rss_over_time(r: &RssTimeline) -> String {
         log_x: false,
         log_y: false,
         markers: false,
+        lines: true,
         dashed: &[],
         x_range: None,
         headroom: 1.3,

@@ -459,9 +459,11 @@ fn mb(bytes: f64) -> f64 {
     round(bytes / (1024.0 * 1024.0), 2)
 }
 
+/// What [`run`] returns: the figures, the failures, the RSS samples (s since the start, bytes).
+pub type SoakResult = (Map<String, Value>, Vec<String>, Vec<(f64, f64)>);
+
 /// Runs the soak with `threads` workers for `duration`.
-/// Also returns the RSS samples (s since the start, bytes).
-pub fn run(threads: usize, duration: Duration) -> (Map<String, Value>, Vec<String>, Vec<(f64, f64)>) {
+pub fn run(threads: usize, duration: Duration) -> SoakResult {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if info.payload().downcast_ref::<&str>() != Some(&PLANTED) {
