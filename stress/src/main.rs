@@ -329,10 +329,12 @@ fn main() {
         })
         .collect();
     let progress = Progress::new(runs.iter().map(|r| r.1).sum());
-    if let Some(py) = cpython::find() {
-        eprintln!("reference: CPython {} ({}), measured in this run", py.version, py.exe);
-    } else {
-        eprintln!("reference: no python3 found (set SUBINTERP_CPYTHON): CPython figures are not measured");
+    let wants_cpython = names.iter().any(|n| matches!(*n, "scaling" | "gc"));
+    if wants_cpython {
+        match cpython::find() {
+            Some(py) => eprintln!("reference: CPython {} ({}), measured in this run", py.version, py.exe),
+            None => eprintln!("reference: no python3 found (set SUBINTERP_CPYTHON): CPython figures are not measured"),
+        }
     }
     let reports: Vec<(&str, Report)> = runs.iter().map(|(n, _, run)| (*n, run(&opts, &progress))).collect();
     progress.finish();
@@ -358,7 +360,10 @@ fn main() {
         obj.insert("phase_s".into(), Value::from(secs));
         obj.insert(
             "cpython".into(),
-            cpython::find().map_or(Value::Null, |p| Value::from(format!("{} ({})", p.version, p.exe))),
+            wants_cpython
+                .then(cpython::find)
+                .flatten()
+                .map_or(Value::Null, |p| Value::from(format!("{} ({})", p.version, p.exe))),
         );
     };
     if json {
