@@ -102,9 +102,9 @@ def percentile(v, p):
 
 def wake_latency(dur):
     """A thread returning from time.sleep(0.001) beside a CPU-bound thread:
-    the time from the end of the sleep (measured by the kernel's clock right
-    after the wake-up, before the GIL is taken back: we cannot see that
-    instant from Python, so this is sleep overshoot, GIL wait included)."""
+    how much later than 1 ms the sleep returns, in microseconds. That is the
+    OS's wake-up plus the wait for the GIL (the harness's
+    `wake_overshoot_us_*`; Python cannot see the instant between the two)."""
     stop = time.perf_counter() + dur
     lat = []
 
