@@ -35,6 +35,8 @@ pub struct Throughput {
     pub series: Vec<Series>,
     /// CPython's speedup curves (x threads, y speedup over its 1 thread), if measured.
     pub cpython_speedup: Vec<Series>,
+    /// The machine's load during the run, shown in the title (e.g. "machine quiet").
+    pub load_note: String,
 }
 
 /// Wake-latency samples in microseconds.
@@ -220,8 +222,13 @@ pub fn throughput(t: &Throughput) -> String {
             )
         })
         .collect();
+    let title = if t.load_note.is_empty() {
+        "CPU-bound throughput vs threads".to_string()
+    } else {
+        format!("CPU-bound throughput vs threads ({})", t.load_note)
+    };
     draw(&Chart {
-        title: "CPU-bound throughput vs threads",
+        title: &title,
         x_label: "threads",
         y_label: "Mops/s (10^6 work units per second)",
         series: &t.series,
@@ -395,6 +402,7 @@ mod tests {
                 curve("control (plain threads)", |t| 14.5 * t),
             ],
             cpython_speedup: vec![curve("CPython 3.13.0 own GIL", |t| 0.95 * t)],
+            load_note: "machine quiet: control 1.98x of 2x".into(),
         };
         let svg = throughput(&t);
         let (texts, lines) = parse(&svg);
@@ -402,6 +410,7 @@ mod tests {
             assert!(has(&texts, &s.label), "legend lacks {:?}; texts: {texts:?}", s.label);
         }
         assert!(has(&texts, "threads") && has(&texts, "Mops/s"), "axis labels: {texts:?}");
+        assert!(has(&texts, "(machine quiet: control 1.98x of 2x)"), "title: {texts:?}");
         // One line per solid series; the dashed one is many short lines.
         assert!(lines >= 5, "expected at least 5 polylines, got {lines}");
     }

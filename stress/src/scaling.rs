@@ -483,7 +483,14 @@ pub fn run(opts: &Opts, progress: &Progress) -> Report {
             )
         })
     };
+    let load_note = match (&load.warning, load.speedup) {
+        (Some(_), Some(sp)) => format!("machine BUSY: control {sp:.2}x of {:.0}x ideal", load.ideal),
+        (Some(_), None) => "machine BUSY (see the run's warning)".to_string(),
+        (None, Some(sp)) => format!("machine quiet: control {sp:.2}x of {:.0}x ideal", load.ideal),
+        (None, None) => "machine quiet".to_string(),
+    };
     report.plots.push(Plot::Throughput(Throughput {
+        load_note,
         series: vec![
             Series::new("own GIL (N interpreters)", pts(&own)),
             Series::new("one interpreter (N threads)", pts(&one)),
