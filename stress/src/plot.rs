@@ -112,6 +112,8 @@ struct Chart<'a> {
     lines: bool,
     /// Dashed second group (drawn after `series`, on the same axes), e.g. CPython's.
     dashed: &'a [Series],
+    /// The color (index into the solid series' colors) of each dashed series.
+    dashed_colors: &'a [usize],
     /// Fixed x range, else from the data.
     x_range: Option<(f64, f64)>,
     /// Room above the data for the legend (a factor on the y span, linear y only).
@@ -155,8 +157,9 @@ fn draw(c: &Chart<'_>) -> String {
                 let mut chart = $chart;
                 chart.configure_mesh().x_desc(c.x_label).y_desc(c.y_label).draw().expect("svg mesh");
                 for (k, s) in c.series.iter().chain(c.dashed).enumerate() {
-                    let color = COLORS[k % COLORS.len()];
                     let dashed = k >= c.series.len();
+                    let ci = if dashed { c.dashed_colors.get(k - c.series.len()).copied().unwrap_or(k) } else { k };
+                    let color = COLORS[ci % COLORS.len()];
                     let pts: Vec<(f64, f64)> = s
                         .points
                         .iter()
@@ -227,6 +230,16 @@ pub fn throughput(t: &Throughput) -> String {
     } else {
         format!("CPU-bound throughput vs threads ({})", t.load_note)
     };
+    // Each CPython curve in the color of our matching configuration.
+    let dashed_colors: Vec<usize> = t
+        .cpython_speedup
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let key = ["own GIL", "one interpreter", "shared GIL"].iter().position(|w| s.label.contains(w));
+            key.unwrap_or(t.series.len() + k)
+        })
+        .collect();
     draw(&Chart {
         title: &title,
         x_label: "threads",
@@ -237,6 +250,7 @@ pub fn throughput(t: &Throughput) -> String {
         markers: true,
         lines: true,
         dashed: &dashed,
+        dashed_colors: &dashed_colors,
         x_range: Some((0.8, t.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0, f64::max) + 0.2)),
         headroom: 1.45,
         legend: SeriesLabelPosition::UpperLeft,
@@ -256,6 +270,7 @@ pub fn wake_latency(w: &WakeLatency) -> String {
         markers: false,
         lines: true,
         dashed: &[],
+        dashed_colors: &[],
         x_range: None,
         headroom: 1.0,
         legend: SeriesLabelPosition::LowerRight,
@@ -296,6 +311,7 @@ pub fn gc_pause_histogram(g: &GcPauses) -> String {
         markers: false,
         lines: true,
         dashed: &[],
+        dashed_colors: &[],
         x_range: None,
         headroom: 1.3,
         legend: SeriesLabelPosition::UpperRight,
@@ -343,6 +359,7 @@ pub fn gc_pause_timeline(g: &GcPauses) -> String {
         markers: true,
         lines: false,
         dashed: &[],
+        dashed_colors: &[],
         x_range: None,
         headroom: 1.0,
         legend: SeriesLabelPosition::LowerRight,
@@ -361,6 +378,7 @@ pub fn rss_over_time(r: &RssTimeline) -> String {
         markers: false,
         lines: true,
         dashed: &[],
+        dashed_colors: &[],
         x_range: None,
         headroom: 1.3,
         legend: SeriesLabelPosition::UpperLeft,
