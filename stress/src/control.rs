@@ -16,9 +16,9 @@
 //! 3. **spread**: the one-thread control, run at the start and at the end of
 //!    the scenario, differs by more than [`SPREAD_LIMIT`] (20 %).
 //!
-//! On an idle machine the speedup is 1.95-2.0 at 2 threads on 2 cores and
-//! the CPU share 99-100 %; with one busy loop per core beside the run the CPU
-//! share falls to 50-67 %.
+//! Seen on the 2-core project machine: with other builds holding both cores
+//! (load average 4-7) the control's speedup was 0.76-1.11x at 2 threads and
+//! its least CPU share 22-34 %; with a busy loop per core added, 12 %.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
