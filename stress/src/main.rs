@@ -127,6 +127,8 @@ impl Reference {
 /// `control.<figure>` and `reference.<figure>` = {value, source}.
 pub struct Summary {
     title: String,
+    /// Only figure, unit, ours (a scenario with no control or reference per figure).
+    bare: bool,
     rows: Vec<Vec<String>>,
     control: Map<String, Value>,
     reference: Map<String, Value>,
@@ -147,7 +149,12 @@ fn num(v: Option<f64>, digits: i32) -> Value {
 impl Summary {
     /// An empty summary titled `title`.
     pub fn new(title: impl Into<String>) -> Self {
-        Summary { title: title.into(), rows: Vec::new(), control: Map::new(), reference: Map::new() }
+        Summary { title: title.into(), bare: false, rows: Vec::new(), control: Map::new(), reference: Map::new() }
+    }
+
+    /// A summary with only the figure, unit and ours columns.
+    pub fn bare(title: impl Into<String>) -> Self {
+        Summary { bare: true, ..Summary::new(title) }
     }
 
     /// Adds figure `key` (its unit in `unit`), shown with `digits` decimals.
@@ -189,8 +196,14 @@ impl Summary {
 
     /// Puts the table first among the report's tables and the maps into its JSON.
     pub fn finish(self, report: &mut Report) {
-        let columns = ["figure", "unit", "ours", "control", "reference", "reference_source"].map(String::from).to_vec();
-        report.tables.insert(0, Table { title: self.title, columns, rows: self.rows });
+        let mut columns =
+            ["figure", "unit", "ours", "control", "reference", "reference_source"].map(String::from).to_vec();
+        let mut rows = self.rows;
+        if self.bare {
+            columns.truncate(3);
+            rows.iter_mut().for_each(|r| r.truncate(3));
+        }
+        report.tables.insert(0, Table { title: self.title, columns, rows });
         merge(&mut report.values, "control", self.control);
         merge(&mut report.values, "reference", self.reference);
     }
@@ -236,12 +249,19 @@ fn print_report(r: &Report) {
             .map(|c| t.rows.iter().map(|row| row[c].chars().count()).chain([t.columns[c].len()]).max().unwrap_or(0))
             .collect();
         let line = |cells: &[String]| {
-            let v: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(i, (c, w))| if i == 0 || i + 1 == cells.len() { format!("{c:<w$}") } else { format!("{c:>w$}") })
-                .collect();
+            let v: Vec<String> =
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .enumerate()
+                    .map(|(i, (c, w))| {
+                        if i == 0 || t.columns[i] == "reference_source" {
+                            format!("{c:<w$}")
+                        } else {
+                            format!("{c:>w$}")
+                        }
+                    })
+                    .collect();
             println!("  {}", v.join("  ").trim_end());
         };
         line(&t.columns);

@@ -635,8 +635,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         .step(format!("soak for {:.0} s: churn, collections, pending calls, handle drops", opts.phase.as_secs_f64()));
     let (values, failures, samples) = run(opts.threads, opts.phase);
     let mut report = Report { values: values.clone(), ..Report::default() };
-    let mut s = crate::Summary::new(
-        "Soak: churn + GC + pending calls + handle drops, invariants checked (no control or reference: a pass/fail run)",
+    let mut s = crate::Summary::bare(
+        "Soak: churn + GC + pending calls + handle drops, invariants checked (a pass/fail run: no control or reference per figure)",
     );
     for (k, v) in &values {
         if let Some(x) = v.as_f64() {
