@@ -7,41 +7,75 @@
 //! Before the churn, one interpreter alone (no other thread running) runs
 //! the issue's pause-share loop: 1,000,000 new lists appended to one kept
 //! list with automatic collection on (a checkpoint after each), timing every
-//! collection (`survivors_*` keys). When a CPython is found
-//! (`SUBINTERP_CPYTHON`, else `python3` on `PATH`), `benches/gc_cpython.py`
-//! runs the same loop in it in the same run (`cpython_survivors_*` keys).
+//! collection (`survivors_*` keys). When a CPython is found (see
+//! `cpython.rs`), `stress/py/cpython_gc.py` runs both loops in it in the same
+//! run (`reference.*` keys, and CPython's series in the plots).
+//!
+//! Control: the same allocations as plain `Box`es on plain threads, no
+//! runtime and no collector (`control.churn_iterations_per_s_per_thread`,
+//! `control.survivors_1e6_loop_ms`); the busy-machine check is
+//! `control::probe`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::{percentile, round, rss_bytes};
-use serde_json::{Map, Value};
-use subinterp::{GcPhase, InterpreterConfig, Runtime, RuntimeConfig};
+use serde_json::Value;
+use subinterp::{CollectResult, GcPhase, Gil, InterpreterConfig, Runtime, RuntimeConfig};
 
-/// The pause-share loop's result in one interpreter.
-struct Survivors {
-    pauses_ms: Vec<f64>,
-    loop_s: f64,
+use crate::control;
+use crate::cpython;
+use crate::plot::{GcPauses, Plot};
+use crate::{percentile, rss_bytes, Opts, Progress, Reference, Report, Summary};
+
+/// Progress steps of the scenario.
+pub const STEPS: u64 = 5;
+
+/// Collections of one loop: (start in s since the loop began, length in ms), and what they collected.
+#[derive(Default)]
+struct Pauses {
+    t0: Option<Instant>,
+    started: Option<Instant>,
+    pauses: Vec<(f64, f64)>,
+    collected: usize,
 }
 
-/// Allocates `n` lists that all survive (appended to one kept list), with
-/// automatic collection at a checkpoint after each; pauses timed by gc
-/// callbacks.
-fn survivors(g: subinterp::Gil<'_>, n: usize) -> Survivors {
-    let pauses = Rc::new(RefCell::new(Vec::new()));
-    let started = Rc::new(RefCell::new(None::<Instant>));
-    let (p, s) = (pauses.clone(), started.clone());
-    let id = g.gc_add_callback(move |_, phase, _, _| match phase {
-        GcPhase::Start => *s.borrow_mut() = Some(Instant::now()),
-        GcPhase::Stop => {
-            if let Some(t) = s.borrow_mut().take() {
-                p.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
+/// Registers a callback that records every collection into the returned cell.
+fn record(g: Gil<'_>) -> (Rc<RefCell<Pauses>>, u64) {
+    let p = Rc::new(RefCell::new(Pauses::default()));
+    let q = p.clone();
+    let id = g.gc_add_callback(move |_, phase, _, r: CollectResult| {
+        let mut q = q.borrow_mut();
+        match phase {
+            GcPhase::Start => q.started = Some(Instant::now()),
+            GcPhase::Stop => {
+                if let (Some(s), Some(t0)) = (q.started.take(), q.t0) {
+                    let at = s.duration_since(t0).as_secs_f64();
+                    q.pauses.push((at, s.elapsed().as_secs_f64() * 1e3));
+                }
+                q.collected += r.collected;
             }
         }
     });
+    (p, id)
+}
+
+/// One loop's result.
+struct LoopResult {
+    pauses: Vec<(f64, f64)>,
+    collected: usize,
+    loop_s: f64,
+    iterations: u64,
+    rss_peak: u64,
+}
+
+/// Allocates `n` lists that all survive (appended to one kept list), with
+/// automatic collection at a checkpoint after each.
+fn survivors(g: Gil<'_>, n: usize) -> LoopResult {
+    let (p, id) = record(g);
     let kept = g.list(&[]).expect("alloc");
     let start = Instant::now();
+    p.borrow_mut().t0 = Some(start);
     for _ in 0..n {
         kept.list_append(&g.list(&[]).expect("alloc")).expect("append");
         g.checkpoint().expect("checkpoint");
@@ -50,36 +84,18 @@ fn survivors(g: subinterp::Gil<'_>, n: usize) -> Survivors {
     g.gc_remove_callback(id);
     drop(kept);
     g.gc_collect(2).expect("collect");
-    let pauses_ms = pauses.borrow().clone();
-    Survivors { pauses_ms, loop_s }
+    let p = p.borrow();
+    LoopResult { pauses: p.pauses.clone(), collected: p.collected, loop_s, iterations: n as u64, rss_peak: 0 }
 }
 
-struct Worker {
-    pauses_ms: Vec<f64>,
-    collected: usize,
-    loop_s: f64,
-    rss_peak: u64,
-}
-
-fn worker(rt: &Runtime, duration: Duration) -> Worker {
+fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
     let interp = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
     let w = interp
         .with_gil(|g| {
-            let pauses = Rc::new(RefCell::new(Vec::new()));
-            let collected = Rc::new(RefCell::new(0usize));
-            let started = Rc::new(RefCell::new(None::<Instant>));
-            let (p, c, s) = (pauses.clone(), collected.clone(), started.clone());
-            g.gc_add_callback(move |_, phase, _, r| match phase {
-                GcPhase::Start => *s.borrow_mut() = Some(Instant::now()),
-                GcPhase::Stop => {
-                    if let Some(t) = s.borrow_mut().take() {
-                        p.borrow_mut().push(t.elapsed().as_secs_f64() * 1e3);
-                    }
-                    *c.borrow_mut() += r.collected;
-                }
-            });
+            let (p, id) = record(g);
             let old = g.list(&[]).expect("alloc");
             let start = Instant::now();
+            p.borrow_mut().t0 = Some(start);
             let mut rss_peak = 0;
             let mut i = 0u64;
             while start.elapsed() < duration {
@@ -96,59 +112,194 @@ fn worker(rt: &Runtime, duration: Duration) -> Worker {
                 rss_peak = rss_peak.max(rss_bytes());
             }
             let loop_s = start.elapsed().as_secs_f64();
-            let pauses_ms = pauses.borrow().clone();
-            let collected = *collected.borrow();
-            Worker { pauses_ms, collected, loop_s, rss_peak }
+            g.gc_remove_callback(id);
+            let p = p.borrow();
+            LoopResult { pauses: p.pauses.clone(), collected: p.collected, loop_s, iterations: i, rss_peak }
         })
         .expect("enter the interpreter");
     interp.close().expect("close");
     w
 }
 
-/// The pause-share loop in CPython (`benches/gc_cpython.py --survivors --json`), if one is found.
-fn cpython_survivors() -> Option<Value> {
-    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/gc_cpython.py");
-    let out = std::process::Command::new(python).args([script, "--survivors", "--json"]).output().ok()?;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
+/// The churn's allocations as plain boxes: two an iteration (dropped at once,
+/// no cycle: nothing to collect), the old generation growing alike.
+fn control_churn(duration: Duration) -> f64 {
+    let mut old: Vec<Box<Vec<usize>>> = Vec::new();
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..1000 {
+            let a: Box<Vec<usize>> = Box::new(Vec::with_capacity(1));
+            let b = Box::new(vec![&*a as *const Vec<usize> as usize]);
+            std::hint::black_box((&a, &b));
+            if i % 8 == 0 && old.len() < 200_000 {
+                old.push(Box::default());
+            }
+            i += 1;
+        }
+    }
+    i as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Runs the scenario with `threads` interpreters for `duration`.
-pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
+/// The survivors loop as plain boxes, in ms.
+fn control_survivors(n: usize) -> f64 {
+    let start = Instant::now();
+    let mut kept: Vec<Box<Vec<usize>>> = Vec::new();
+    for _ in 0..n {
+        kept.push(Box::default());
+    }
+    std::hint::black_box(&kept);
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+fn share_pct(r: &LoopResult) -> f64 {
+    100.0 * r.pauses.iter().map(|p| p.1).sum::<f64>() / 1e3 / r.loop_s.max(1e-9)
+}
+
+fn ms(r: &LoopResult) -> Vec<f64> {
+    r.pauses.iter().map(|p| p.1).collect()
+}
+
+/// CPython's two loops, parsed.
+fn py_loop(v: &Value) -> Option<LoopResult> {
+    let pauses = v["pauses"].as_array()?.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect();
+    Some(LoopResult {
+        pauses,
+        collected: v["collected"].as_u64()? as usize,
+        loop_s: v["loop_s"].as_f64()?,
+        iterations: 0,
+        rss_peak: 0,
+    })
+}
+
+/// Runs the scenario.
+pub fn report(opts: &Opts, progress: &Progress) -> Report {
+    let threads = opts.threads.max(1);
+    let mut report = Report::default();
+    progress.step("control: plain threads, no runtime (load probe)");
+    let probe_dur = (opts.phase / 4).clamp(Duration::from_millis(100), Duration::from_millis(500));
+    let load = control::probe(threads, opts.cores, probe_dur);
+
+    progress.step("1,000,000 surviving lists in one interpreter alone");
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
     let alone = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
     let surv = alone.with_gil(|g| survivors(g, 1_000_000)).expect("enter the interpreter");
     alone.close().expect("close");
-    let workers: Vec<Worker> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(|| worker(&rt, duration))).collect();
+
+    progress.step(format!("cyclic garbage in {threads} interpreter(s)"));
+    let workers: Vec<LoopResult> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads).map(|_| s.spawn(|| worker(&rt, opts.phase))).collect();
         hs.into_iter().map(|h| h.join().expect("worker panicked")).collect()
     });
-    let mut pauses: Vec<f64> = workers.iter().flat_map(|w| w.pauses_ms.iter().copied()).collect();
-    let total_pause_s: f64 = pauses.iter().sum::<f64>() / 1e3;
-    let loop_s: f64 = workers.iter().map(|w| w.loop_s).sum();
-    let collected: usize = workers.iter().map(|w| w.collected).sum();
-    let mut m = Map::new();
-    let mut sp = surv.pauses_ms;
-    let s_pause: f64 = sp.iter().sum::<f64>() / 1e3;
-    m.insert("survivors_1e6_collections".into(), Value::from(sp.len()));
-    m.insert("survivors_1e6_loop_ms".into(), Value::from(round(1e3 * surv.loop_s, 2)));
-    m.insert("survivors_1e6_pause_share_pct".into(), Value::from(round(100.0 * s_pause / surv.loop_s.max(1e-9), 2)));
-    m.insert("survivors_1e6_pause_ms_max".into(), Value::from(round(percentile(&mut sp, 100.0), 3)));
-    if let Some(py) = cpython_survivors() {
-        m.insert("cpython_version".into(), py["python"].clone());
-        for key in ["pause_share_pct", "pause_ms_max", "loop_ms"] {
-            let v = py[format!("survivors_1e6_{key}")].as_f64().map_or(Value::Null, |x| Value::from(round(x, 2)));
-            m.insert(format!("cpython_survivors_1e6_{key}"), v);
+    progress.step(format!("the same allocations as plain boxes on {threads} plain thread(s) (control)"));
+    let ctl_surv_ms = control_survivors(1_000_000);
+    let ctl_rates: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads).map(|_| s.spawn(|| control_churn(opts.phase))).collect();
+        hs.into_iter().map(|h| h.join().expect("control thread")).collect()
+    });
+    let ctl_rate = ctl_rates.iter().sum::<f64>() / threads as f64;
+
+    let py = cpython::find();
+    let py_dur = opts.phase.as_secs_f64().min(2.0);
+    progress.step(match py {
+        Some(p) => format!("CPython {}: both loops (stress/py/cpython_gc.py, churn {py_dur} s)", p.version),
+        None => "CPython: none found".into(),
+    });
+    let py_out = py.and_then(|p| {
+        match p.run("stress/py/cpython_gc.py", cpython::GC_PY, &["--duration".into(), py_dur.to_string()]) {
+            Ok(v) => Some((p, v)),
+            Err(e) => {
+                report.notes.push(format!("CPython reference not measured: {e}"));
+                None
+            }
         }
-        m.insert("cpython_survivors_1e6_collections".into(), py["survivors_1e6_collections"].clone());
+    });
+    let py_surv = py_out.as_ref().and_then(|(_, v)| py_loop(&v["survivors"]));
+    let py_churn = py_out.as_ref().and_then(|(_, v)| py_loop(&v["churn"]));
+    let reference = |r: &Option<LoopResult>, f: &dyn Fn(&LoopResult) -> f64| match (r, &py_out) {
+        (Some(r), Some((p, _))) => Reference::measured(f(r), p),
+        _ => Reference::none(cpython::missing("gc.callbacks")),
+    };
+
+    // Our churn: all workers together.
+    let churn = LoopResult {
+        pauses: workers.iter().flat_map(|w| w.pauses.iter().copied()).collect(),
+        collected: workers.iter().map(|w| w.collected).sum(),
+        loop_s: workers.iter().map(|w| w.loop_s).sum(),
+        iterations: workers.iter().map(|w| w.iterations).sum(),
+        rss_peak: workers.iter().map(|w| w.rss_peak).max().unwrap_or(0),
+    };
+    let pmax = |r: &LoopResult| percentile(&mut ms(r), 100.0);
+    let p = |q: f64| move |r: &LoopResult| percentile(&mut ms(r), q);
+    let r = &mut report;
+    let mut s = Summary::new(format!(
+        "Summary (survivors: one interpreter alone; churn: {threads} interpreter(s) for {:.1} s, CPython one thread for {py_dur} s)",
+        opts.phase.as_secs_f64()
+    ));
+    s.add(r, "survivors_1e6_pause_share_pct", "%", 2, share_pct(&surv), None, Some(reference(&py_surv, &share_pct)));
+    s.add(r, "survivors_1e6_pause_ms_max", "ms", 3, pmax(&surv), None, Some(reference(&py_surv, &pmax)));
+    s.add(
+        r,
+        "survivors_1e6_collections",
+        "count",
+        0,
+        surv.pauses.len() as f64,
+        None,
+        Some(reference(&py_surv, &|r| r.pauses.len() as f64)),
+    );
+    s.add(
+        r,
+        "survivors_1e6_loop_ms",
+        "ms",
+        2,
+        surv.loop_s * 1e3,
+        Some(ctl_surv_ms),
+        Some(reference(&py_surv, &|r| r.loop_s * 1e3)),
+    );
+    s.add(r, "pause_ms_p50", "ms", 3, p(50.0)(&churn), None, Some(reference(&py_churn, &p(50.0))));
+    s.add(r, "pause_ms_p99", "ms", 3, p(99.0)(&churn), None, Some(reference(&py_churn, &p(99.0))));
+    s.add(r, "pause_ms_max", "ms", 3, pmax(&churn), None, Some(reference(&py_churn, &pmax)));
+    s.add(r, "pause_share_pct", "%", 2, share_pct(&churn), None, Some(reference(&py_churn, &share_pct)));
+    let per_s = |r: &LoopResult| r.collected as f64 / r.loop_s.max(1e-9);
+    s.add(r, "collected_per_s_per_thread", "objects/s", 0, per_s(&churn), None, Some(reference(&py_churn, &per_s)));
+    s.add(
+        r,
+        "churn_iterations_per_s_per_thread",
+        "iter/s",
+        0,
+        churn.iterations as f64 / churn.loop_s.max(1e-9),
+        Some(ctl_rate),
+        None,
+    );
+    s.add(
+        r,
+        "collections",
+        "count",
+        0,
+        churn.pauses.len() as f64,
+        None,
+        Some(reference(&py_churn, &|r| r.pauses.len() as f64)),
+    );
+    s.add(r, "rss_peak_mb", "MiB", 2, churn.rss_peak as f64 / (1024.0 * 1024.0), None, None);
+    s.finish(r);
+    report.notes.push(
+        "survivors: 10^6 new lists appended to one kept list, automatic collection at a checkpoint after each; churn: two-list \
+         cycles dropped at once beside an old generation growing to 200,000 lists. control: the same allocations as plain Boxes, \
+         no collector. CPython: the same loops on one thread (stress/py/cpython_gc.py), pauses from gc.callbacks."
+            .to_string(),
+    );
+
+    let mut runs = vec![("subinterp: survivors loop".to_string(), surv.pauses.clone())];
+    if let Some(w) = workers.first() {
+        runs.push(("subinterp: churn (interpreter 1)".to_string(), w.pauses.clone()));
     }
-    m.insert("collections".into(), Value::from(pauses.len()));
-    m.insert("pause_ms_p50".into(), Value::from(round(percentile(&mut pauses, 50.0), 3)));
-    m.insert("pause_ms_p99".into(), Value::from(round(percentile(&mut pauses, 99.0), 3)));
-    m.insert("pause_ms_max".into(), Value::from(round(percentile(&mut pauses, 100.0), 3)));
-    m.insert("pause_share_pct".into(), Value::from(round(100.0 * total_pause_s / loop_s.max(1e-9), 2)));
-    m.insert("collected_per_s".into(), Value::from(round(collected as f64 / (loop_s / threads.max(1) as f64), 0)));
-    let peak = workers.iter().map(|w| w.rss_peak).max().unwrap_or(0);
-    m.insert("rss_peak_mb".into(), Value::from(round(peak as f64 / (1024.0 * 1024.0), 2)));
-    m
+    if let (Some((p, _)), Some(r)) = (&py_out, &py_surv) {
+        runs.push((format!("CPython {}: survivors loop", p.version), r.pauses.clone()));
+    }
+    if let (Some((p, _)), Some(r)) = (&py_out, &py_churn) {
+        runs.push((format!("CPython {}: churn", p.version), r.pauses.clone()));
+    }
+    report.plots.push(Plot::GcPauses(GcPauses { runs }));
+    report.set_load(load);
+    report
 }

@@ -13,12 +13,18 @@
 //! allocator's per-thread arenas (large blocks come from it) and the
 //! harness's own vectors are then in both readings, so the ratio measures
 //! the heaps. Workers meet at barriers; nothing sleeps to wait.
+//!
+//! Control: the same churn (same sizes, same order) with `Box<[u8]>` from
+//! the system allocator on plain threads, no runtime, measured after ours in
+//! the same run (`control.*` keys; its RSS beside ours in `memory_rss.svg`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use crate::rss_bytes;
+use crate::control;
+use crate::plot::{Plot, RssTimeline, Series};
+use crate::{rss_bytes, Opts, Progress, Report, Summary};
 use serde_json::{Map, Value};
 use subinterp::{Block, Gil, Interpreter, InterpreterConfig, Runtime, RuntimeConfig};
 
@@ -143,22 +149,22 @@ fn worker(interp: &Interpreter, seed: u64, duration: Duration, phases: &Phases) 
 /// for about `duration`; returns `rss_before_mb`, `rss_peak_mb`,
 /// `rss_after_mb`, `rss_after_over_before`, `arenas_returned`,
 /// `allocs_per_s_per_thread` (plus `threads`, `seconds`, and `error` if a
-/// worker failed). Never prints.
-pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
+/// worker failed), and the RSS timeline (s since the start, MiB). Never prints.
+pub fn run(threads: usize, duration: Duration) -> (Map<String, Value>, Vec<(f64, f64)>) {
     let threads = threads.max(1);
     let mut out = Map::new();
     let rt = match Runtime::new(RuntimeConfig::default()) {
         Ok(rt) => rt,
         Err(e) => {
             out.insert("error".into(), Value::from(e.to_string()));
-            return out;
+            return (out, Vec::new());
         }
     };
     let interps: Vec<Interpreter> = match (0..threads).map(|_| rt.create(InterpreterConfig::isolated())).collect() {
         Ok(v) => v,
         Err(e) => {
             out.insert("error".into(), Value::from(e.to_string()));
-            return out;
+            return (out, Vec::new());
         }
     };
     let phases = Phases {
@@ -170,14 +176,19 @@ pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
     let peak = AtomicU64::new(0);
     let sampling = AtomicBool::new(false);
     let stop = AtomicBool::new(false);
-    let (results, rss_before, rss_after, seconds) = std::thread::scope(|s| {
+    let t_start = Instant::now();
+    let (results, rss_before, rss_after, seconds, timeline) = std::thread::scope(|s| {
         let monitor = s.spawn(|| {
+            let mut timeline = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 if sampling.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_bytes(), Ordering::Relaxed);
+                    let r = rss_bytes();
+                    peak.fetch_max(r, Ordering::Relaxed);
+                    timeline.push((t_start.elapsed().as_secs_f64(), mb(r)));
                 }
                 std::thread::sleep(Duration::from_millis(2)); // sampling period, not a wait for a race
             }
+            timeline
         });
         let phases = &phases;
         let workers: Vec<_> = interps
@@ -190,8 +201,8 @@ pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
         phases.warmed.wait();
         let rss_before = rss_bytes();
         peak.store(rss_before, Ordering::Relaxed);
-        sampling.store(true, Ordering::Relaxed);
         let started = Instant::now();
+        sampling.store(true, Ordering::Relaxed);
         phases.start.wait();
         phases.fallen.wait();
         let seconds = started.elapsed().as_secs_f64();
@@ -211,8 +222,10 @@ pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
             })
             .collect();
         stop.store(true, Ordering::Relaxed);
-        let _ = monitor.join();
-        (results, rss_before, rss_after, seconds)
+        let timeline = monitor.join().unwrap_or_default();
+        let t0 = started.duration_since(t_start).as_secs_f64();
+        let timeline: Vec<(f64, f64)> = timeline.into_iter().map(|(t, r)| (t - t0, r)).collect();
+        (results, rss_before, rss_after, seconds, timeline)
     });
     let rss_peak = peak.load(Ordering::Relaxed).max(rss_before);
     for interp in interps {
@@ -233,5 +246,177 @@ pub fn run(threads: usize, duration: Duration) -> Map<String, Value> {
     if let Some(e) = results.iter().find_map(|r| r.error.clone()) {
         out.insert("error".into(), Value::from(e));
     }
-    out
+    (out, timeline)
+}
+
+/// The control's churn: the same rise and fall with `Box<[u8]>` from the
+/// system allocator.
+fn churn_boxes(live: &mut Vec<Box<[u8]>>, rng: &mut Rng, deadline: Instant) -> u64 {
+    let mut live_bytes = 0usize;
+    let mut allocs = 0u64;
+    loop {
+        while live_bytes < TARGET_LIVE {
+            let mut b = vec![0u8; rng.size()].into_boxed_slice();
+            b[0] = allocs as u8;
+            live_bytes += b.len();
+            live.push(b);
+            allocs += 1;
+            if allocs & 7 == 0 {
+                let k = rng.below(live.len());
+                live_bytes -= live.swap_remove(k).len();
+            }
+        }
+        for w in live.chunks_mut(1024) {
+            for i in (1..w.len()).rev() {
+                w.swap(i, rng.below(i + 1));
+            }
+        }
+        let keep = live.len() / FALL_DIVISOR;
+        for b in live.drain(..live.len() - keep) {
+            live_bytes -= b.len();
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    live.clear();
+    allocs
+}
+
+/// What the control measured.
+struct Control {
+    allocs_per_s_per_thread: f64,
+    rss_before: u64,
+    rss_peak: u64,
+    rss_after: u64,
+    timeline: Vec<(f64, f64)>,
+}
+
+/// The control: `threads` plain threads run [`churn_boxes`] (a warm-up rise
+/// and fall, then `duration`), RSS read as in [`run`].
+fn control_run(threads: usize, duration: Duration) -> Control {
+    let warmed = Barrier::new(threads + 1);
+    let start = Barrier::new(threads + 1);
+    let fallen = Barrier::new(threads + 1);
+    let done = Barrier::new(threads + 1);
+    let sampler_done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let ws: Vec<_> = (0..threads)
+            .map(|k| {
+                let (warmed, start, fallen, done) = (&warmed, &start, &fallen, &done);
+                s.spawn(move || {
+                    let mut rng = Rng((0x9E37_79B9_7F4A_7C15 ^ (k as u64 + 1)) | 1);
+                    let mut live = Vec::new();
+                    churn_boxes(&mut live, &mut rng, Instant::now());
+                    warmed.wait();
+                    start.wait();
+                    let t0 = Instant::now();
+                    let allocs = churn_boxes(&mut live, &mut rng, t0 + duration);
+                    let el = t0.elapsed().as_secs_f64();
+                    fallen.wait();
+                    done.wait();
+                    allocs as f64 / el.max(1e-9)
+                })
+            })
+            .collect();
+        warmed.wait();
+        let rss_before = rss_bytes();
+        let t0 = Instant::now();
+        start.wait();
+        // Sample until every thread is back at zero (the `fallen` barrier).
+        let mut timeline = vec![(0.0, mb(rss_before))];
+        let mut peak = rss_before;
+        let sampler_done = &sampler_done;
+        let sampler = s.spawn(move || {
+            let mut v = Vec::new();
+            while !sampler_done.load(Ordering::Relaxed) {
+                let r = rss_bytes();
+                v.push((t0.elapsed().as_secs_f64(), r));
+                std::thread::sleep(Duration::from_millis(2)); // sampling period
+            }
+            v
+        });
+        fallen.wait();
+        let rss_after = rss_bytes();
+        sampler_done.store(true, Ordering::Relaxed);
+        for (t, r) in sampler.join().unwrap_or_default() {
+            peak = peak.max(r);
+            timeline.push((t, mb(r)));
+        }
+        done.wait();
+        let rates: Vec<f64> = ws.into_iter().map(|w| w.join().expect("control thread")).collect();
+        Control {
+            allocs_per_s_per_thread: rates.iter().sum::<f64>() / threads as f64,
+            rss_before,
+            rss_peak: peak,
+            rss_after,
+            timeline,
+        }
+    })
+}
+
+/// Progress steps of the scenario.
+pub const STEPS: u64 = 3;
+
+/// The `memory` scenario for the harness.
+pub fn report(opts: &Opts, progress: &Progress) -> Report {
+    let threads = opts.threads.max(1);
+    let mut report = Report::default();
+    progress.step("control: plain threads, no runtime (load probe)");
+    let probe_dur = (opts.phase / 4).clamp(Duration::from_millis(100), Duration::from_millis(500));
+    let load = control::probe(threads, opts.cores, probe_dur);
+    progress.step(format!("allocation churn in {threads} interpreter(s)"));
+    let (values, timeline) = run(threads, opts.phase);
+    progress.step(format!("the same churn with the system allocator on {threads} plain thread(s) (control)"));
+    let c = control_run(threads, opts.phase);
+    let f = |k: &str| values.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    let r = &mut report;
+    for k in ["threads", "seconds", "error"] {
+        if let Some(v) = values.get(k) {
+            r.values.insert(k.into(), v.clone());
+        }
+    }
+    let none = || Some(crate::Reference::none("no CPython counterpart (its allocator is not exposed to Python)"));
+    let mut s = Summary::new(format!(
+        "Summary (heap churn in {threads} interpreter(s), live set rising to 24 MiB and falling to 5 % per thread; control: the system allocator)"
+    ));
+    let ratio = |a: u64, b: u64| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
+    s.add(r, "rss_before_mb", "MiB", 2, f("rss_before_mb"), Some(mb(c.rss_before)), none());
+    s.add(r, "rss_peak_mb", "MiB", 2, f("rss_peak_mb"), Some(mb(c.rss_peak)), none());
+    s.add(r, "rss_after_mb", "MiB", 2, f("rss_after_mb"), Some(mb(c.rss_after)), none());
+    s.add(
+        r,
+        "rss_after_over_before",
+        "x",
+        3,
+        f("rss_after_over_before"),
+        Some(ratio(c.rss_after, c.rss_before)),
+        none(),
+    );
+    s.add(r, "arenas_returned", "count", 0, f("arenas_returned"), None, none());
+    s.add(
+        r,
+        "allocs_per_s_per_thread",
+        "allocs/s",
+        0,
+        f("allocs_per_s_per_thread"),
+        Some(c.allocs_per_s_per_thread),
+        none(),
+    );
+    s.finish(r);
+    if let Some(e) = values.get("error") {
+        report.notes.push(format!("error: {e}"));
+    }
+    report.plots.push(Plot::Rss(
+        "memory",
+        RssTimeline {
+            title: format!("memory scenario: process RSS during the churn ({threads} thread(s))"),
+            series: vec![
+                Series::new("subinterp heaps (interpreters)", timeline),
+                Series::new("control (system allocator, plain threads)", c.timeline),
+            ],
+        },
+    ));
+    report.set_load(load);
+    report
 }

@@ -36,6 +36,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::plot::{Plot, RssTimeline, Series};
 use crate::{round, rss_bytes, Opts, Progress, Report};
 use serde_json::{Map, Value};
 use subinterp::{CloseReport, Error, Gil, Interpreter, InterpreterConfig, Owned, Runtime, RuntimeConfig};
@@ -458,8 +459,11 @@ fn mb(bytes: f64) -> f64 {
     round(bytes / (1024.0 * 1024.0), 2)
 }
 
+/// What [`run`] returns: the figures, the failures, the RSS samples (s since the start, bytes).
+pub type SoakResult = (Map<String, Value>, Vec<String>, Vec<(f64, f64)>);
+
 /// Runs the soak with `threads` workers for `duration`.
-pub fn run(threads: usize, duration: Duration) -> (Map<String, Value>, Vec<String>) {
+pub fn run(threads: usize, duration: Duration) -> SoakResult {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if info.payload().downcast_ref::<&str>() != Some(&PLANTED) {
@@ -470,7 +474,7 @@ pub fn run(threads: usize, duration: Duration) -> (Map<String, Value>, Vec<Strin
         Ok(rt) => rt,
         Err(e) => {
             FAILED.store(true, Ordering::SeqCst);
-            return (Map::new(), vec![format!("runtime: {e}")]);
+            return (Map::new(), vec![format!("runtime: {e}")], Vec::new());
         }
     };
     let started = Instant::now();
@@ -604,29 +608,72 @@ pub fn run(threads: usize, duration: Duration) -> (Map<String, Value>, Vec<Strin
     let failures = sh.failures.lock().unwrap_or_else(|p| p.into_inner()).clone();
     m.insert("ok".into(), Value::from(failures.is_empty()));
     m.insert("failures".into(), Value::from(failures.clone()));
-    (m, failures)
+    (m, failures, samples)
+}
+
+/// Progress steps of the scenario.
+pub const STEPS: u64 = 2;
+
+/// The unit of a soak figure, from its key.
+fn unit(key: &str) -> &'static str {
+    if key.ends_with("_mb") {
+        "MiB"
+    } else if key.ends_with("_s") {
+        "s"
+    } else if key.ends_with("_over_first") {
+        "x"
+    } else {
+        "count"
+    }
 }
 
 /// The `soak` scenario for the harness: `--duration` is the whole run.
 pub fn report(opts: &Opts, progress: &Progress) -> Report {
+    progress.step("control: plain threads, no runtime (load probe)");
+    let load = crate::control::probe(opts.threads.max(1), opts.cores, Duration::from_millis(250));
     progress
         .step(format!("soak for {:.0} s: churn, collections, pending calls, handle drops", opts.phase.as_secs_f64()));
-    let (values, failures) = run(opts.threads, opts.phase);
-    let mut rows = vec![vec!["measure".to_string(), "value".to_string()]];
+    let (values, failures, samples) = run(opts.threads, opts.phase);
+    let mut report = Report { values: values.clone(), ..Report::default() };
+    let mut s = crate::Summary::bare(
+        "Soak: churn + GC + pending calls + handle drops, invariants checked (a pass/fail run: no control or reference per figure)",
+    );
     for (k, v) in &values {
-        if k != "failures" {
-            rows.push(vec![k.clone(), v.to_string()]);
+        if let Some(x) = v.as_f64() {
+            let digits = if v.is_f64() { 2 } else { 0 };
+            s.add(&mut report, k, unit(k), digits, x, None, None);
         }
     }
-    let mut notes = Vec::new();
+    s.finish(&mut report);
+    report.values = values; // the soak's own keys and rounding, unchanged
+    report.values.insert("machine_busy".into(), Value::from(load.warning.is_some()));
+    report.values.insert("load".into(), load.json());
+    report.load = Some(load);
+    if let Some(Value::Object(e)) = report.values.get("errors_by_variant") {
+        let list: Vec<String> = e.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        report.notes.push(format!(
+            "typed errors by variant (all expected): {}",
+            if list.is_empty() { "none".into() } else { list.join(", ") }
+        ));
+    }
     if failures.is_empty() {
-        notes.push("soak: every invariant held (no leak at any close, only expected typed errors, every accepted pending call ran once, RSS within ±10 %)".to_string());
+        report.notes.push("soak: every invariant held (no leak at any close, only expected typed errors, every accepted pending call ran once, RSS within ±10 %)".to_string());
     } else {
-        notes.extend(failures.iter().map(|f| format!("soak FAILED: {f}")));
+        report.notes.extend(failures.iter().map(|f| format!("soak FAILED: {f}")));
     }
-    Report {
-        values,
-        tables: vec![("Soak: churn + GC + pending calls + handle drops, invariants checked".into(), rows)],
-        notes,
-    }
+    report.plots.push(Plot::Rss(
+        "soak",
+        RssTimeline {
+            title: format!(
+                "soak: process RSS over {:.0} s ({} workers)",
+                opts.phase.as_secs_f64(),
+                opts.threads.max(1)
+            ),
+            series: vec![Series::new(
+                "RSS (sampled every 250 ms at most)",
+                samples.iter().map(|&(t, b)| (t, b / 1048576.0)).collect(),
+            )],
+        },
+    ));
+    report
 }
