@@ -45,7 +45,7 @@ impl RuntimeServices {
 }
 
 /// `PyInterpreterState_Clear`'s part for the services, called once by
-/// `close()` (with the close's token, before the objects are torn down):
+/// `close()` (with the close's token, after the modules' finalization, before the objects are torn down):
 /// raises `cpython.PyInterpreterState_Clear`, then drops this interpreter's
 /// hooks (new ones are refused from here: the interpreter is finalizing).
 /// Returns the hooks' errors for the event (CPython ignores them) and the
