@@ -14,6 +14,7 @@
 //! checks that each is killed. See `docs/verification.md`.
 #![cfg(loom)]
 
+mod audit;
 mod gil;
 mod module;
 mod pending;

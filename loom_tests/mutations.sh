@@ -32,6 +32,8 @@ kills=(
   "registry_no_freeze        registry::an_emptied_slot_races_an_insert"
   "module_relaxed_publish    module::table_growth_and_removal_while_another_thread_looks_up"
   "main_close_unseen         registry::main_close_races_a_create"
+  "audit_relaxed_publish     audit::audit_hook_append_races_dispatch"
+  "code_extra_racy_index     audit::code_extra_indexes_from_two_threads"
 )
 
 # Every mutation point the crate knows has a row here (and no row is stale).

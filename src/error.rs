@@ -287,6 +287,52 @@ pub enum Error {
         message: String,
     },
 
+    /// An exception raised by user code (an audit hook, a callback), with
+    /// CPython's class name: what `raise ValueError("…")` is in Python. Build
+    /// one with [`Error::raised`]. `base_exception` says whether the class
+    /// derives from `BaseException` but not from `Exception`
+    /// (`KeyboardInterrupt`, `SystemExit`, `GeneratorExit`, `BaseException`
+    /// itself): such an error is not silenced where CPython silences
+    /// `Exception`s (see [`Error::is_exception`]).
+    #[error("{type_name}: {message}")]
+    Raised {
+        /// The exception's class name, e.g. `"RuntimeError"`.
+        type_name: String,
+        /// Its message.
+        message: String,
+        /// Derives from `BaseException` only, not from `Exception`.
+        base_exception: bool,
+    },
+
+    /// Every code-extra index of the interpreter is handed out (CPython's
+    /// `PyUnstable_Eval_RequestCodeExtraIndex` returns -1 there). Indexes are
+    /// never recycled: a tool should request one index and keep it.
+    #[error(
+        "interpreter {id} has handed out all {limit} code-extra indexes; indexes are never recycled: \
+         request one per tool and reuse it"
+    )]
+    CodeExtraExhausted {
+        /// The interpreter whose indexes are used up.
+        id: InterpreterId,
+        /// How many indexes an interpreter has (254).
+        limit: usize,
+    },
+
+    /// A code-extra index that this interpreter did not hand out (CPython's
+    /// `SystemError: bad argument to internal function`).
+    #[error(
+        "code-extra index {index} was not handed out by interpreter {id} ({count} so far); \
+         get one from Interpreter::request_code_extra_index"
+    )]
+    CodeExtraIndex {
+        /// The index that was passed.
+        index: usize,
+        /// The interpreter whose indexes were consulted.
+        id: InterpreterId,
+        /// How many indexes it has handed out.
+        count: usize,
+    },
+
     /// A sequence index was out of range.
     #[error("IndexError: index {index} out of range for a sequence of length {len}")]
     IndexError {
@@ -318,6 +364,60 @@ impl Error {
     /// ```
     pub fn is_memory_error(&self) -> bool {
         matches!(self, Error::MemoryError { .. } | Error::MmapFailed { .. })
+    }
+}
+
+/// Class names that derive from `BaseException` but not from `Exception`.
+const BASE_EXCEPTION_ONLY: &[&str] =
+    &["BaseException", "BaseExceptionGroup", "GeneratorExit", "KeyboardInterrupt", "SystemExit"];
+
+impl Error {
+    /// An [`Error::Raised`] of class `type_name`; `base_exception` is set for
+    /// CPython's classes that are not `Exception`s (`BaseException`,
+    /// `BaseExceptionGroup`, `GeneratorExit`, `KeyboardInterrupt`,
+    /// `SystemExit`).
+    ///
+    /// ```
+    /// use subinterp::Error;
+    /// let e = Error::raised("ValueError", "bad value");
+    /// assert_eq!(e.to_string(), "ValueError: bad value");
+    /// assert!(e.is_exception());
+    /// assert!(!Error::raised("SystemExit", "bye").is_exception());
+    /// ```
+    pub fn raised(type_name: impl Into<String>, message: impl Into<String>) -> Error {
+        let type_name = type_name.into();
+        let base_exception = BASE_EXCEPTION_ONLY.contains(&type_name.as_str());
+        Error::Raised { type_name, message: message.into(), base_exception }
+    }
+
+    /// Whether CPython would class this error as an `Exception` (which some
+    /// operations silence, e.g. an audit hook failing on `sys.addaudithook`)
+    /// rather than a bare `BaseException`. Not `Exception`s: an
+    /// [`Error::Interrupted`] (`KeyboardInterrupt`), an
+    /// [`Error::ThreadExiting`] (`SystemExit`), a caught panic
+    /// ([`Error::CallbackPanicked`]: a bug is never silenced), and an
+    /// [`Error::Raised`] with `base_exception`. Every other variant is.
+    pub fn is_exception(&self) -> bool {
+        !matches!(
+            self,
+            Error::Interrupted { .. }
+                | Error::ThreadExiting
+                | Error::CallbackPanicked { .. }
+                | Error::Raised { base_exception: true, .. }
+        )
+    }
+
+    /// Whether CPython would class it as a `RuntimeError` (or a subclass:
+    /// `RecursionError`, `NotImplementedError`, `PythonFinalizationError`).
+    pub(crate) fn is_runtime_error(&self) -> bool {
+        match self {
+            Error::RecursionError { .. } | Error::RuntimeError { .. } => true,
+            Error::Raised { type_name, base_exception: false, .. } => matches!(
+                type_name.as_str(),
+                "RuntimeError" | "RecursionError" | "NotImplementedError" | "PythonFinalizationError"
+            ),
+            _ => false,
+        }
     }
 }
 

@@ -119,6 +119,7 @@ mod mem;
 mod module;
 mod registry;
 mod runtime;
+mod services;
 mod sync;
 
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
@@ -137,9 +138,16 @@ pub use mem::{
 };
 pub use module::{InitError, Module, ModuleCache, ModuleDef, ModuleInit, ModuleInitFn, ModuleValue, MultiInterp};
 pub use runtime::{Runtime, RuntimeStats};
+pub use services::audit::MAX_AUDIT_DEPTH;
+pub use services::MAX_CODE_EXTRA_INDEXES;
 
 /// An interpreter id: main is 0, then 1, 2, … in creation order, never reused.
 pub type InterpreterId = u64;
+
+/// The code blocks of `docs/services.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/services.md")]
+#[cfg(doctest)]
+pub struct ServicesDoctests;
 
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -38,6 +38,8 @@ pub(crate) struct RuntimeInner {
     config: RuntimeConfig,
     /// Runtime-wide module state: the builtin table and finders.
     pub(crate) modules: crate::module::RuntimeModules,
+    /// Runtime-wide audit hooks and the hook count (issue 12, `services`).
+    pub(crate) services: crate::services::RuntimeServices,
 }
 
 /// `RuntimeInner::subs` bit: main's close has been claimed.
@@ -168,6 +170,7 @@ impl Runtime {
             counters: Counters::default(),
             config,
             modules: crate::module::RuntimeModules::default(),
+            services: crate::services::RuntimeServices::new(),
         });
         let main = Arc::new(Record::new(0, InterpreterConfig::main(), main_gil, None, inner.clone()));
         inner.registry.insert(main.clone());
@@ -202,10 +205,13 @@ impl Runtime {
     /// mapped or allocated for its heap until it is used.
     ///
     /// Errors: [`Error::InvalidConfig`] for a contradictory config;
-    /// [`Error::InterpreterClosed`] (id 0) once main is closed.
+    /// [`Error::InterpreterClosed`] (id 0) once main is closed; the error of
+    /// an audit hook that refused `cpython.PyInterpreterState_New`
+    /// (`docs/services.md`), with nothing made.
     pub fn create(&self, config: InterpreterConfig) -> Result<Interpreter> {
         config.validate()?;
         let rt = &self.inner;
+        crate::services::audit::interpreter_new(rt)?;
         if rt.main_closed.load(Ordering::SeqCst) || rt.finalizing.load(Ordering::SeqCst) {
             return Err(Error::InterpreterClosed { id: 0 });
         }

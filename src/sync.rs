@@ -104,6 +104,8 @@ mod mutations {
         "registry_no_freeze",
         "module_relaxed_publish",
         "main_close_unseen",
+        "audit_relaxed_publish",
+        "code_extra_racy_index",
     ];
 
     pub(super) fn active() -> Option<&'static str> {

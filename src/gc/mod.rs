@@ -600,6 +600,7 @@ fn release_body(g: Gil<'_>, body: Body) {
             let mut c = unsafe { c.into_inner_in(heap) };
             std::mem::take(&mut c.consts).into_iter().for_each(|x| decref(g, x));
             std::mem::take(&mut c.extra).into_iter().flatten().for_each(|x| decref(g, x));
+            crate::services::code_extra::release(g, &mut c).into_iter().for_each(|e| st(g, |s| s.report(e)));
         }
         Body::Custom(c) => {
             // SAFETY: see above.
@@ -636,7 +637,10 @@ fn free_boxes(g: Gil<'_>, body: Body) {
             Body::Type(b) => b.free_in(heap),
             Body::Method(b) => b.free_in(heap),
             Body::Module(b) => b.free_in(heap),
-            Body::Code(b) => b.free_in(heap),
+            Body::Code(b) => {
+                let mut c = b.into_inner_in(heap);
+                crate::services::code_extra::release(g, &mut c).into_iter().for_each(|e| st(g, |s| s.report(e)));
+            }
             Body::Weakref(b) => b.free_in(heap),
             Body::Function(b) => drop_user_value(g, b.into_inner_in(heap)),
             Body::Custom(b) => drop_user_value(g, b.into_inner_in(heap)),
@@ -1903,6 +1907,9 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn gc_get_objects(&self, generation: Option<usize>) -> Result<Obj<'i>> {
+        self.audit_with("gc.get_objects", || {
+            Ok(vec![self.int(generation.map_or(-1, |n| n.min(i64::MAX as usize) as i64))?])
+        })?;
         if generation.is_some_and(|gen| gen > GEN2) {
             return Err(Error::InvalidConfig {
                 reason: "generation parameter must be less than the number of available generations (3)".into(),
@@ -1934,6 +1941,7 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn gc_get_referrers(&self, objs: &[Obj<'i>]) -> Result<Obj<'i>> {
+        self.audit_with("gc.get_referrers", || Ok(vec![self.tuple(objs)?]))?;
         let uid = uid_of(*self);
         let targets: Vec<Raw> = objs.iter().map(|o| o.raw()).collect();
         let all: Vec<Raw> = st(*self, |s| (0..=GEN2).flat_map(|i| s.gens[i].iter().copied()).collect());
@@ -1967,6 +1975,7 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn gc_get_referents(&self, objs: &[Obj<'i>]) -> Result<Obj<'i>> {
+        self.audit_with("gc.get_referents", || Ok(vec![self.tuple(objs)?]))?;
         let uid = uid_of(*self);
         let mut found = Vec::new();
         for o in objs {

@@ -211,6 +211,9 @@ pub(crate) struct Code {
     pub(crate) name: Box<str>,
     pub(crate) consts: Vec<Raw>,
     pub(crate) extra: Vec<Option<Raw>>,
+    /// PEP 523 scratch slots (`services::code_extra`): opaque values, not
+    /// references; null = unset.
+    pub(crate) co_extra: Vec<*mut ()>,
 }
 
 /// Object-safe view of an embedder's [`Trace`] type.
@@ -2090,7 +2093,12 @@ impl<'i> Gil<'i> {
         self.reserve_outside(&mut extra, extra_slots)?;
         extra.resize(extra_slots, None);
         let slot = HBox::slot_in(self.heap())?;
-        let c = Code { name: name.into(), consts: consts.iter().map(|o| o.clone().into_raw()).collect(), extra };
+        let c = Code {
+            name: name.into(),
+            consts: consts.iter().map(|o| o.clone().into_raw()).collect(),
+            extra,
+            co_extra: Vec::new(),
+        };
         self.new_obj(Body::Code(slot.write(c)), true, &[])
     }
 
@@ -2098,7 +2106,7 @@ impl<'i> Gil<'i> {
     /// after checking the size a caller asked for: at most `isize::MAX`
     /// bytes and within the interpreter's memory limit, else
     /// [`Error::MemoryError`] (never an abort or a panic).
-    fn reserve_outside<T>(&self, v: &mut Vec<T>, n: usize) -> Result<()> {
+    pub(crate) fn reserve_outside<T>(&self, v: &mut Vec<T>, n: usize) -> Result<()> {
         let bytes = n.checked_mul(size_of::<T>()).filter(|&b| b <= isize::MAX as usize);
         let stats = self.memory_stats();
         let error = || Error::MemoryError {

@@ -59,7 +59,9 @@ pub struct CloseReport {
     pub gc_errors: Vec<Error>,
     /// Panics caught from user code the teardown ran after the objects were
     /// freed: `Drop`s of module states and attributes, of the memory
-    /// limiter hook. Finalization completed anyway.
+    /// limiter hook; and the errors of the audit hooks for
+    /// `cpython.PyInterpreterState_Clear` and the panics of their drops.
+    /// Finalization completed anyway.
     pub teardown_errors: Vec<Error>,
     /// What `gc.garbage` still held after the final collection, as
     /// `<TYPE ADDRESS>` (CPython warns "gc: N uncollectable objects at
@@ -112,6 +114,8 @@ pub(crate) struct Record {
     pub(crate) modules: crate::module::ModuleTable,
     /// The object collector's state (issue 4); touched only under the GIL.
     pub(crate) gc: crate::gc::GcCell,
+    /// Audit hooks and code-extra slots (issue 12, `services`).
+    pub(crate) services: crate::services::InterpServices,
 }
 
 impl std::fmt::Debug for Record {
@@ -153,6 +157,7 @@ impl Record {
             heap_owner,
             modules: crate::module::ModuleTable::new(id),
             gc: crate::gc::GcCell::new(),
+            services: crate::services::InterpServices::new(),
             config,
         }
     }
@@ -661,6 +666,8 @@ impl Interpreter {
             report.teardown_errors.push(e);
         }
         crate::gc::modules::finalize(g);
+        // `PyInterpreterState_Clear`'s event; this interpreter's hooks go.
+        report.teardown_errors.extend(crate::services::clear(g));
         // Objects next (a final collection, then everything is freed), so
         // that no object outlives the heap it lives in.
         let torn = crate::gc::teardown(g);
@@ -670,7 +677,7 @@ impl Interpreter {
         // Services go in reverse order of need: modules (whose states may
         // hold heap memory) before the heap itself. Their values' and the
         // limiter hook's `Drop`s are user code, run behind the boundary.
-        report.teardown_errors = rec.modules.teardown();
+        report.teardown_errors.extend(rec.modules.teardown());
         let (leaked, hook) = rec.heap.teardown();
         report.leaked = leaked;
         if let Err(e) = run_callback("drop of the memory limiter hook", move || drop(hook)) {
