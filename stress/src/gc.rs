@@ -63,6 +63,9 @@ fn record(g: Gil<'_>) -> (Rc<RefCell<Pauses>>, u64) {
 /// One loop's result.
 struct LoopResult {
     pauses: Vec<(f64, f64)>,
+    /// The interpreter's own pause statistics (`Gil::gc_pause_stats`), for
+    /// our loops: automatic collections only.
+    stats: Option<subinterp::PauseHistogram>,
     collected: usize,
     loop_s: f64,
     iterations: u64,
@@ -72,6 +75,7 @@ struct LoopResult {
 /// Allocates `n` lists that all survive (appended to one kept list), with
 /// automatic collection at a checkpoint after each.
 fn survivors(g: Gil<'_>, n: usize) -> LoopResult {
+    g.gc_reset_pause_stats();
     let (p, id) = record(g);
     let kept = g.list(&[]).expect("alloc");
     let start = Instant::now();
@@ -81,11 +85,12 @@ fn survivors(g: Gil<'_>, n: usize) -> LoopResult {
         g.checkpoint().expect("checkpoint");
     }
     let loop_s = start.elapsed().as_secs_f64();
+    let stats = Some(g.gc_pause_stats().automatic);
     g.gc_remove_callback(id);
     drop(kept);
     g.gc_collect(2).expect("collect");
     let p = p.borrow();
-    LoopResult { pauses: p.pauses.clone(), collected: p.collected, loop_s, iterations: n as u64, rss_peak: 0 }
+    LoopResult { pauses: p.pauses.clone(), stats, collected: p.collected, loop_s, iterations: n as u64, rss_peak: 0 }
 }
 
 fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
@@ -114,7 +119,8 @@ fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
             let loop_s = start.elapsed().as_secs_f64();
             g.gc_remove_callback(id);
             let p = p.borrow();
-            LoopResult { pauses: p.pauses.clone(), collected: p.collected, loop_s, iterations: i, rss_peak }
+            let stats = Some(g.gc_pause_stats().automatic);
+            LoopResult { pauses: p.pauses.clone(), stats, collected: p.collected, loop_s, iterations: i, rss_peak }
         })
         .expect("enter the interpreter");
     interp.close().expect("close");
@@ -165,6 +171,7 @@ fn py_loop(v: &Value) -> Option<LoopResult> {
     let pauses = v["pauses"].as_array()?.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect();
     Some(LoopResult {
         pauses,
+        stats: None,
         collected: v["collected"].as_u64()? as usize,
         loop_s: v["loop_s"].as_f64()?,
         iterations: 0,
@@ -224,6 +231,7 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     // Our churn: all workers together.
     let churn = LoopResult {
         pauses: workers.iter().flat_map(|w| w.pauses.iter().copied()).collect(),
+        stats: None,
         collected: workers.iter().map(|w| w.collected).sum(),
         loop_s: workers.iter().map(|w| w.loop_s).sum(),
         iterations: workers.iter().map(|w| w.iterations).sum(),
@@ -238,6 +246,14 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     ));
     s.add(r, "survivors_1e6_pause_share_pct", "%", 2, share_pct(&surv), None, Some(reference(&py_surv, &share_pct)));
     s.add(r, "survivors_1e6_pause_ms_max", "ms", 3, pmax(&surv), None, Some(reference(&py_surv, &pmax)));
+    // The interpreter's own pause histogram (`Gil::gc_pause_stats`): the
+    // same pauses as the callbacks' timing, from inside the collector.
+    let hist = surv.stats.clone().unwrap_or_default();
+    let ms_of = |d: Duration| d.as_secs_f64() * 1e3;
+    s.add(r, "survivors_1e6_gc_stats_pause_ms_p50", "ms", 3, ms_of(hist.p50()), None, None);
+    s.add(r, "survivors_1e6_gc_stats_pause_ms_p99", "ms", 3, ms_of(hist.p99()), None, None);
+    s.add(r, "survivors_1e6_gc_stats_pause_ms_max", "ms", 3, ms_of(hist.max()), None, None);
+    s.add(r, "survivors_1e6_gc_stats_pause_ms_total", "ms", 2, ms_of(hist.total()), None, None);
     s.add(
         r,
         "survivors_1e6_collections",
