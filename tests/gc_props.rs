@@ -98,6 +98,7 @@ fn check(g: Gil<'_>, graph: &Graph) -> Result<(), TestCaseError> {
     // baseline: they are the interpreter's, not the graph's.
     drop(g.instance("N").unwrap());
     drop(g.none().unwrap()); // and so are the shared atoms (None, bools, small ints)
+    drop(g.intern("e0").unwrap()); // and the intern table of attribute names
     g.gc_collect(2).unwrap();
     let base = g.memory_stats().bytes_in_use;
     let classes: usize = g.gc_generation_sizes().iter().sum();

@@ -215,6 +215,7 @@ fn run(graph: &Graph) -> Result<(), TestCaseError> {
         // The instance nodes' class is the interpreter's (kept until close).
         drop(g.instance("N").unwrap());
         drop(g.none().unwrap()); // so are the shared atoms (None, bools, small ints)
+        drop(g.intern("e0").unwrap()); // and the intern table of attribute names
         g.gc_collect(2).unwrap();
         let base = g.memory_stats().bytes_in_use;
         let mut to_close = Vec::new();

@@ -50,6 +50,7 @@ fn dealloc_of_nested_containers_runs_user_code() {
         // The class `Holder` (and `object`) stay with the interpreter.
         drop(g.instance("Holder").unwrap());
         drop(g.none().unwrap()); // and the shared atoms (None, bools, small ints)
+        drop(g.intern("inner").unwrap()); // and the interned attribute name
         let base = g.memory_stats().bytes_in_use;
         let hits = Rc::new(Cell::new(0));
         let seen = g.list(&[]).unwrap();

@@ -317,3 +317,33 @@ fn none_bools_and_small_ints_are_shared_per_interpreter() {
         g.gc_collect(2).unwrap();
     });
 }
+
+#[test]
+fn attribute_names_are_interned_and_mortal() {
+    with(|g| {
+        // Instances of a class share their attribute names' strings.
+        let (a, b) = (g.instance("P").unwrap(), g.instance("P").unwrap());
+        a.setattr("x", &g.int(1).unwrap()).unwrap();
+        b.setattr("x", &g.int(2).unwrap()).unwrap();
+        let x = g.intern("x").unwrap();
+        assert!(x.is(&g.intern("x").unwrap()));
+        assert!(x.refcount() >= 4, "held by the table (twice) and both dicts: {}", x.refcount());
+        drop((a, b, x));
+        // Many distinct names: kept while used, dropped by a full collection after.
+        let o = g.instance("Q").unwrap();
+        drop(g.none().unwrap());
+        g.gc_collect(2).unwrap();
+        let base = g.memory_stats().bytes_in_use;
+        for i in 0..5_000 {
+            o.setattr(&format!("attr_{i}"), &g.none().unwrap()).unwrap();
+        }
+        let grown = g.memory_stats().bytes_in_use;
+        assert!(grown > base + 5_000 * 48, "names and table entries are in the heap");
+        drop(o);
+        g.gc_collect(2).unwrap();
+        let after = g.memory_stats().bytes_in_use;
+        // Freed: the instance's dict and the 5,000 names (48-byte blocks); the
+        // intern table keeps its (emptied) table, as a CPython dict does.
+        assert!(grown - after > 5_000 * (48 + 24), "the names went with the instance: {base} -> {grown} -> {after}");
+    });
+}

@@ -105,6 +105,8 @@ pub(crate) struct GcState {
     /// The `builtins` module object, once made (borrowed: `modules` holds
     /// it), and the built-in `__import__` (one reference).
     pub(crate) builtins_obj: Option<Raw>,
+    /// `Gil::intern`'s table: a dict of str -> the same str (one reference).
+    pub(crate) interned: Option<Raw>,
     pub(crate) default_import: Option<Raw>,
     /// `None`, `False`, `True` and the small ints (`ATOM_*`), one reference
     /// each; empty until the first is made.
@@ -252,6 +254,7 @@ impl GcCell {
             types: HashMap::new(),
             modules: Vec::new(),
             builtins_obj: None,
+            interned: None,
             default_import: None,
             atoms: Vec::new(),
             pauses: Default::default(),
@@ -999,11 +1002,47 @@ fn collect(g: Gil<'_>, gen: usize, cause: Cause) -> Result<CollectResult> {
         run_gc_callbacks(g, GcPhase::Stop, gen, res);
     }
     drop(guard);
+    if gen == GEN2 && cause != Cause::Final {
+        sweep_interned(g);
+    }
     if let Some(t) = started {
         let d = t.elapsed();
         st(g, |s| s.pauses.record(cause == Cause::Automatic, gen, d));
     }
     Ok(res)
+}
+
+/// Drops the interned strings only the intern table holds (its key and
+/// value: two references), so interned names are mortal. Runs no user code
+/// (a str's free is plain).
+fn sweep_interned(g: Gil<'_>) {
+    let Some(t) = st(g, |s| s.interned) else { return };
+    let Body::Dict(d) = body(t) else { return };
+    let dead: Vec<Raw> = d.items().filter(|&(k, _)| head(k).refcnt.get() == 2).map(|(k, _)| k).collect();
+    for k in dead {
+        let hash = match key_hash(k) {
+            Ok(h) => h,
+            Err(_) => continue,
+        };
+        // SAFETY: no reference into the table's body is alive (the
+        // iteration above ended); `remove` runs no user code.
+        let removed = match unsafe { body_mut(t) } {
+            Body::Dict(d) => d.remove(hash, k),
+            _ => None,
+        };
+        if let Some((a, b)) = removed {
+            decref(g, a);
+            decref(g, b);
+        }
+    }
+    // All gone: give the table's block back too (a program's burst of names
+    // leaves no table behind).
+    // SAFETY: as above; the GIL is held and the block is this heap's.
+    if let Body::Dict(d) = unsafe { body_mut(t) } {
+        if d.len() == 0 {
+            unsafe { d.free_in(g.heap()) };
+        }
+    }
 }
 
 fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
@@ -1490,6 +1529,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         s.modules = Vec::new();
         s.builtins_obj = None;
         s.default_import = None;
+        s.interned = None;
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);

@@ -300,6 +300,55 @@ impl<'i> Gil<'i> {
         })
     }
 
+    /// The interpreter's one `str` object for `name` (CPython's
+    /// `sys.intern`): attribute names go through it, so instances of a class
+    /// share their attribute names' strings. The table holds its strings
+    /// until a full collection finds one nobody else holds (interned strings
+    /// are mortal, as CPython's since 3.12): a program that makes many
+    /// names keeps only the live ones.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// let a = g.intern("size")?;
+    /// assert!(a.is(&g.intern("size")?));
+    /// assert!(!a.is(&g.str("size")?)); // `str` makes a new one
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn intern(&self, name: &str) -> Result<Obj<'i>> {
+        let g = *self;
+        let table = match st(g, |s| s.interned) {
+            Some(t) => t,
+            None => {
+                let t = g.dict()?;
+                let r = t.clone().into_raw();
+                match st(g, |s| if s.closing { None } else { Some(*s.interned.get_or_insert(r)) }) {
+                    Some(first) => {
+                        if first != r {
+                            decref(g, r);
+                        }
+                        first
+                    }
+                    None => {
+                        decref(g, r);
+                        return g.str(name); // closing: no table any more
+                    }
+                }
+            }
+        };
+        if let Body::Dict(d) = body(table) {
+            if let Some(found) = dict_get_str(d, name) {
+                return Ok(Obj::from_raw_borrowed(found, g));
+            }
+        }
+        let s = g.str(name)?;
+        Obj::from_raw_borrowed(table, g).dict_set(&s, &s)?;
+        Ok(s)
+    }
+
     /// A new module object named `name` with an empty dict of globals
     /// (`__name__` set). Usually made by an import (see
     /// [`Interpreter::import`](crate::Interpreter::import) and
@@ -571,7 +620,7 @@ impl<'i> Obj<'i> {
             return Err(self.no_attr_error(name, true));
         }
         let g = self.gil();
-        let key = g.str(name)?;
+        let key = g.intern(name)?;
         let hash = super::object::key_hash(key.raw())?;
         let (k, v) = (key.into_raw(), value.clone().into_raw());
         // SAFETY: `set` runs no user code (the heap's limiter hook gets no
