@@ -111,6 +111,8 @@ pub(crate) struct GcState {
     pub(crate) atoms: Vec<Option<Raw>>,
     /// How long collections stopped the interpreter.
     pauses: pauses::PauseStats,
+    /// The codec registry, its cache and the error handlers (`src/codecs`).
+    pub(crate) codecs: crate::codecs::CodecState,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -118,7 +120,7 @@ pub(crate) struct GcState {
     trash: Vec<Raw>,
     /// Nesting of `dealloc` calls.
     depth: u32,
-    closing: bool,
+    pub(crate) closing: bool,
     /// Scratch for the collector's traversals (kept to reuse its buffer).
     stack: Vec<Raw>,
     /// Scratch for a collection's tentatively unreachable objects (kept, as
@@ -255,6 +257,7 @@ impl GcCell {
             default_import: None,
             atoms: Vec::new(),
             pauses: Default::default(),
+            codecs: Default::default(),
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -1483,13 +1486,15 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
     };
     let uid = uid_of(g);
     g.interpreter().rec.gc.mark_closing();
-    let (all, garbage) = st(g, |s| {
+    let (all, garbage, codec_untracked) = st(g, |s| {
         s.closing = true;
         // The cache's references go with every other object below.
         s.types = HashMap::new();
         s.modules = Vec::new();
         s.builtins_obj = None;
         s.default_import = None;
+        // So do the codec registry's (its untracked ones are released after).
+        let codec_untracked = crate::codecs::take_for_teardown(s);
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);
@@ -1498,7 +1503,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
             gc_head(r).slot.set(0);
             incref(r);
         }
-        (all, s.garbage.take())
+        (all, s.garbage.take(), codec_untracked)
     });
     // From here on no user code gets a token of this interpreter: re-entry
     // and new entries are refused (`Interpreter::enter`), `Owned::bind` and
@@ -1525,6 +1530,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
     }
     // The shared atoms: their last references are the table's (the cleared
     // containers released theirs above), unless a handle outlives the close.
+    codec_untracked.into_iter().for_each(|r| decref(g, r));
     let atoms = st(g, |s| std::mem::take(&mut s.atoms));
     atoms.into_iter().flatten().for_each(|r| decref(g, r));
     let cbs = st(g, |s| {
