@@ -333,6 +333,82 @@ pub enum Error {
         count: usize,
     },
 
+    /// A name that is not registered (CPython's `LookupError`): an unknown
+    /// encoding ("unknown encoding: X") or error handler ("unknown error
+    /// handler name 'x'"); see `docs/codecs.md`.
+    #[error("LookupError: {message}")]
+    LookupError {
+        /// What was not found, in CPython's words.
+        message: String,
+    },
+
+    /// A str could not be encoded (CPython's `UnicodeEncodeError`): the
+    /// code points `start..end` of the str (indexes in code points).
+    #[error("UnicodeEncodeError: {message}")]
+    UnicodeEncodeError {
+        /// The codec's name, e.g. `"ascii"`.
+        encoding: String,
+        /// First code point that could not be encoded.
+        start: usize,
+        /// One past the last.
+        end: usize,
+        /// Why, e.g. `"ordinal not in range(128)"`.
+        reason: String,
+        /// CPython's whole text, e.g. "'ascii' codec can't encode character
+        /// '\xe9' in position 1: ordinal not in range(128)".
+        message: String,
+    },
+
+    /// Bytes could not be decoded (CPython's `UnicodeDecodeError`): the
+    /// bytes `start..end` of the input.
+    #[error("UnicodeDecodeError: {message}")]
+    UnicodeDecodeError {
+        /// The codec's name, e.g. `"utf-8"`.
+        encoding: String,
+        /// First byte that could not be decoded.
+        start: usize,
+        /// One past the last.
+        end: usize,
+        /// Why, e.g. `"invalid start byte"`.
+        reason: String,
+        /// CPython's whole text, e.g. "'utf-8' codec can't decode byte 0xff
+        /// in position 0: invalid start byte".
+        message: String,
+    },
+
+    /// A str could not be translated (CPython's `UnicodeTranslateError`,
+    /// raised by the `strict` handler given such an exception object).
+    #[error("UnicodeTranslateError: {message}")]
+    UnicodeTranslateError {
+        /// First code point.
+        start: usize,
+        /// One past the last.
+        end: usize,
+        /// Why.
+        reason: String,
+        /// CPython's whole text.
+        message: String,
+    },
+
+    /// An error handler returned a position outside its input (CPython's
+    /// `IndexError` with its text).
+    #[error("IndexError: position {position} from error handler out of bounds")]
+    HandlerPosition {
+        /// The position the handler returned.
+        position: i64,
+    },
+
+    /// An error with a note added on its way out (CPython's `add_note`),
+    /// e.g. "encoding with 'rot13' codec failed" on an error raised by a
+    /// registered codec. [`Error::without_note`] gives the original error.
+    #[error("{error}\n{note}")]
+    WithNote {
+        /// The original error.
+        error: Box<Error>,
+        /// The note.
+        note: String,
+    },
+
     /// A sequence index was out of range.
     #[error("IndexError: index {index} out of range for a sequence of length {len}")]
     IndexError {
@@ -418,6 +494,30 @@ impl Error {
             ),
             _ => false,
         }
+    }
+}
+
+impl Error {
+    /// The error without the notes added to it ([`Error::WithNote`]).
+    pub fn without_note(&self) -> &Error {
+        let mut e = self;
+        while let Error::WithNote { error, .. } = e {
+            e = error;
+        }
+        e
+    }
+
+    /// The notes added to the error, outermost last (CPython's `__notes__`
+    /// order: the first added first).
+    pub fn notes(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut e = self;
+        while let Error::WithNote { error, note } = e {
+            out.push(note.as_str());
+            e = error;
+        }
+        out.reverse();
+        out
     }
 }
 

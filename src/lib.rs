@@ -111,6 +111,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod codecs;
 mod config;
 mod error;
 mod gc;
@@ -122,6 +123,7 @@ mod runtime;
 mod services;
 mod sync;
 
+pub use codecs::normalize_encoding;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
 pub use gc::object::{DictIter, Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};

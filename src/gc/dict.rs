@@ -36,7 +36,7 @@ use std::mem::size_of;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 
-use super::object::{body, bytes_of, kind_of, str_hash_slot, str_of, Body, ObjHead, Raw};
+use super::object::{body, bytes_of, kind_of, str_data_of, str_hash_slot, Body, ObjHead, Raw};
 use crate::error::{Error, Result};
 use crate::mem::{InterpHeap, SMALL_REQUEST_THRESHOLD};
 
@@ -282,7 +282,7 @@ impl Dict {
             return None;
         }
         let hash = str_hash(name.as_bytes());
-        match self.probe(hash, |k| matches!(body(k), Body::Str(_)) && str_of(k) == name) {
+        match self.probe(hash, |k| matches!(body(k), Body::Str(_)) && str_data_of(k) == name.as_bytes()) {
             Probe::Found { slot, ix } => Some((slot, ix)),
             Probe::Missing { .. } => None,
         }
@@ -535,7 +535,7 @@ fn str_obj_hash(r: Raw) -> u64 {
     if cached != 0 {
         return cached;
     }
-    let h = str_hash(str_of(r).as_bytes());
+    let h = str_hash(str_data_of(r));
     // SAFETY: as above.
     unsafe { slot.write(h) };
     h
@@ -636,7 +636,7 @@ fn atoms_equal(a: Raw, b: Raw) -> bool {
     }
     match (body(a), body(b)) {
         (Body::Int(x), Body::Int(y)) => x == y,
-        (Body::Str(n), Body::Str(m)) => n == m && str_of(a) == str_of(b),
+        (Body::Str(n), Body::Str(m)) => n == m && str_data_of(a) == str_data_of(b),
         (Body::Int(x), Body::Bool(y)) | (Body::Bool(y), Body::Int(x)) => *x == *y as i64,
         (Body::Bool(x), Body::Bool(y)) => x == y,
         (Body::Float(x), Body::Float(y)) => x == y,

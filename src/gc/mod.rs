@@ -113,6 +113,8 @@ pub(crate) struct GcState {
     pub(crate) atoms: Vec<Option<Raw>>,
     /// How long collections stopped the interpreter.
     pauses: pauses::PauseStats,
+    /// The codec registry, its cache and the error handlers (`src/codecs`).
+    pub(crate) codecs: crate::codecs::CodecState,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -120,7 +122,7 @@ pub(crate) struct GcState {
     trash: Vec<Raw>,
     /// Nesting of `dealloc` calls.
     depth: u32,
-    closing: bool,
+    pub(crate) closing: bool,
     /// Scratch for the collector's traversals (kept to reuse its buffer).
     stack: Vec<Raw>,
     /// Scratch for a collection's tentatively unreachable objects (kept, as
@@ -258,6 +260,7 @@ impl GcCell {
             default_import: None,
             atoms: Vec::new(),
             pauses: Default::default(),
+            codecs: Default::default(),
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -1522,7 +1525,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
     };
     let uid = uid_of(g);
     g.interpreter().rec.gc.mark_closing();
-    let (all, garbage) = st(g, |s| {
+    let (all, garbage, codec_untracked) = st(g, |s| {
         s.closing = true;
         // The cache's references go with every other object below.
         s.types = HashMap::new();
@@ -1530,6 +1533,8 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         s.builtins_obj = None;
         s.default_import = None;
         s.interned = None;
+        // So do the codec registry's (its untracked ones are released after).
+        let codec_untracked = crate::codecs::take_for_teardown(s);
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);
@@ -1538,7 +1543,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
             gc_head(r).slot.set(0);
             incref(r);
         }
-        (all, s.garbage.take())
+        (all, s.garbage.take(), codec_untracked)
     });
     // From here on no user code gets a token of this interpreter: re-entry
     // and new entries are refused (`Interpreter::enter`), `Owned::bind` and
@@ -1565,6 +1570,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
     }
     // The shared atoms: their last references are the table's (the cleared
     // containers released theirs above), unless a handle outlives the close.
+    codec_untracked.into_iter().for_each(|r| decref(g, r));
     let atoms = st(g, |s| std::mem::take(&mut s.atoms));
     atoms.into_iter().flatten().for_each(|r| decref(g, r));
     let cbs = st(g, |s| {

@@ -63,6 +63,11 @@ pub(crate) const FLAG_SPECIAL: u32 = 64;
 /// closure): the body is moved out and dropped behind the catch-unwind
 /// boundary after the block is freed (`gc::free_obj`).
 pub(crate) const FLAG_USER_DROP: u32 = 128;
+/// A str object whose data holds lone surrogates (U+D800..U+DFFF, each as
+/// its own 3-byte sequence: "generalized UTF-8"), made only by the codecs
+/// (`src/codecs`, `docs/codecs.md`). Its data is not valid UTF-8, so it is
+/// never handed out as a `&str` ([`Obj::as_str`] is `None` for it).
+pub(crate) const FLAG_SURROGATES: u32 = 256;
 
 pub(crate) use super::hbox::HBox;
 pub(crate) use super::items::{Items, SeqKind};
@@ -576,11 +581,23 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
     }
 }
 
-pub(crate) fn str_of<'a>(r: Raw) -> &'a str {
-    let Body::Str(n) = body(r) else { return "" };
-    // SAFETY: a str object holds `n` bytes of valid UTF-8 inline after its
-    // hash cache, written at creation and never changed.
-    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(inline_data(r).add(STR_HASH_PREFIX), *n)) }
+/// The data of a str object: valid UTF-8, or generalized UTF-8 (lone
+/// surrogates) when it has `FLAG_SURROGATES`.
+pub(crate) fn str_data_of<'a>(r: Raw) -> &'a [u8] {
+    let Body::Str(n) = body(r) else { return &[] };
+    // SAFETY: a str object holds `n` bytes inline after its hash cache,
+    // written at creation and never changed.
+    unsafe { std::slice::from_raw_parts(inline_data(r).add(STR_HASH_PREFIX), *n) }
+}
+
+/// The text of a str object; `None` for one holding lone surrogates.
+pub(crate) fn str_of<'a>(r: Raw) -> Option<&'a str> {
+    if has_flag(r, FLAG_SURROGATES) {
+        return None;
+    }
+    // SAFETY: a str object without FLAG_SURROGATES holds valid UTF-8 (`Gil::str`
+    // copies a `&str`; the codecs set the flag whenever they write a surrogate).
+    Some(unsafe { std::str::from_utf8_unchecked(str_data_of(r)) })
 }
 
 pub(crate) fn bytes_of<'a>(r: Raw) -> &'a [u8] {
@@ -857,7 +874,10 @@ impl<'i> Obj<'i> {
         matches!(body(self.raw), Body::None)
     }
 
-    /// The text of a `str`.
+    /// The text of a `str`; `None` for any other object, and for a str that
+    /// holds lone surrogates (made by the `surrogateescape` or
+    /// `surrogatepass` error handlers: see
+    /// [`Obj::str_lossy`](crate::Obj::str_lossy) and `docs/codecs.md`).
     ///
     /// ```
     /// # use subinterp::{Runtime, RuntimeConfig};
@@ -870,7 +890,10 @@ impl<'i> Obj<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn as_str(&self) -> Option<&str> {
-        matches!(body(self.raw), Body::Str(_)).then(|| str_of(self.raw))
+        match body(self.raw) {
+            Body::Str(_) => str_of(self.raw),
+            _ => None,
+        }
     }
 
     /// The bytes of a `bytes`.
@@ -963,7 +986,9 @@ impl<'i> Obj<'i> {
     /// ```
     pub fn len(&self) -> Result<usize> {
         Ok(match body(self.raw) {
-            Body::Str(_) => str_of(self.raw).chars().count(),
+            // Code points: the bytes that do not continue a sequence (also
+            // right for a str holding surrogates).
+            Body::Str(_) => str_data_of(self.raw).iter().filter(|&&b| b & 0xC0 != 0x80).count(),
             Body::Bytes(n) => *n,
             Body::Seq(items) => items.len(),
             Body::Dict(d) => d.len(),
@@ -1562,7 +1587,7 @@ impl std::fmt::Debug for Obj<'_> {
             Body::Int(i) => d.field("value", i),
             Body::Float(x) => d.field("value", x),
             Body::Bool(b) => d.field("value", b),
-            Body::Str(_) => d.field("value", &str_of(self.raw)),
+            Body::Str(_) => d.field("value", &String::from_utf8_lossy(str_data_of(self.raw))),
             _ => d.field("addr", &self.addr()),
         };
         d.finish()
