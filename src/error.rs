@@ -409,6 +409,28 @@ pub enum Error {
         note: String,
     },
 
+    /// A warning turned into an error by the `error` action of a warnings
+    /// filter (CPython raises `category(message)`): `category` is the
+    /// category class's name (e.g. `"UserWarning"`), `message` the text.
+    /// Catch it where the warning was issued, or change the filter
+    /// (`docs/warnings.md`).
+    #[error("{category}: {message}")]
+    Warning {
+        /// The name of the warning's category class.
+        category: String,
+        /// The warning's text.
+        message: String,
+    },
+
+    /// An argument with the right type but a wrong value (CPython's
+    /// `ValueError`), e.g. an unknown warnings action ("invalid action:
+    /// 'x'") or a regular expression that does not compile.
+    #[error("ValueError: {message}")]
+    ValueError {
+        /// What was wrong, in CPython's words where it has them.
+        message: String,
+    },
+
     /// A sequence index was out of range.
     #[error("IndexError: index {index} out of range for a sequence of length {len}")]
     IndexError {

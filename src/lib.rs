@@ -122,6 +122,7 @@ mod registry;
 mod runtime;
 mod services;
 mod sync;
+mod warnings;
 
 pub use codecs::normalize_encoding;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
@@ -142,6 +143,7 @@ pub use module::{InitError, Module, ModuleCache, ModuleDef, ModuleInit, ModuleIn
 pub use runtime::{Runtime, RuntimeStats};
 pub use services::audit::MAX_AUDIT_DEPTH;
 pub use services::MAX_CODE_EXTRA_INDEXES;
+pub use warnings::{WarningFilter, WarningMessage, WarningOutput, WARNING_CATEGORIES};
 
 /// An interpreter id: main is 0, then 1, 2, … in creation order, never reused.
 pub type InterpreterId = u64;
@@ -160,3 +162,7 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../docs/gc.md")]
 #[cfg(doctest)]
 pub struct GcGuideDoctests;
+/// The code blocks of `docs/warnings.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/warnings.md")]
+#[cfg(doctest)]
+pub struct WarningsDocDoctests;

@@ -115,6 +115,9 @@ pub(crate) struct GcState {
     pauses: pauses::PauseStats,
     /// The codec registry, its cache and the error handlers (`src/codecs`).
     pub(crate) codecs: crate::codecs::CodecState,
+    /// The warnings machinery's per-interpreter state (`crate::warnings`),
+    /// made on first use; its objects are freed with every other at close.
+    pub(crate) warnings: Option<Box<crate::warnings::WarnState>>,
     errors: Vec<Error>,
     /// Errors not kept because `errors` was full.
     errors_dropped: usize,
@@ -261,6 +264,7 @@ impl GcCell {
             atoms: Vec::new(),
             pauses: Default::default(),
             codecs: Default::default(),
+            warnings: None,
             errors: Vec::new(),
             errors_dropped: 0,
             trash: Vec::new(),
@@ -1525,7 +1529,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
     };
     let uid = uid_of(g);
     g.interpreter().rec.gc.mark_closing();
-    let (all, garbage, codec_untracked) = st(g, |s| {
+    let (all, garbage, codec_untracked, warn_state) = st(g, |s| {
         s.closing = true;
         // The cache's references go with every other object below.
         s.types = HashMap::new();
@@ -1535,6 +1539,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         s.interned = None;
         // So do the codec registry's (its untracked ones are released after).
         let codec_untracked = crate::codecs::take_for_teardown(s);
+        let warn_state = s.warnings.take();
         let mut all = Vec::new();
         for v in &mut s.gens {
             all.append(v);
@@ -1543,13 +1548,18 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
             gc_head(r).slot.set(0);
             incref(r);
         }
-        (all, s.garbage.take(), codec_untracked)
+        (all, s.garbage.take(), codec_untracked, warn_state)
     });
     // From here on no user code gets a token of this interpreter: re-entry
     // and new entries are refused (`Interpreter::enter`), `Owned::bind` and
     // `Member` access fail (`closing`). What runs (embedder `Drop`s and
     // clears) runs behind the catch-unwind boundary.
     garbage.into_iter().for_each(|r| decref(g, r));
+    // The warnings state's references, while every tracked object still has
+    // the extra count taken above (so only untracked ones are freed here).
+    if let Some(w) = &warn_state {
+        w.references().into_iter().for_each(|r| decref(g, r));
+    }
     for &r in &all {
         let mut taken = Vec::new();
         if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
@@ -1589,6 +1599,11 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         drop_callback(g, cb);
     }
     if let Err(e) = run_callback("drop of the gc debug output", move || drop(out)) {
+        st(g, |s| s.report(e));
+    }
+    // Its objects were freed above with every other; what is left is plain
+    // data and the embedder's output sink, whose drop is user code.
+    if let Err(e) = run_callback("drop of the warnings output", move || drop(warn_state)) {
         st(g, |s| s.report(e));
     }
     Teardown { freed: all.len(), errors: st(g, |s| std::mem::take(&mut s.errors)), uncollectable }

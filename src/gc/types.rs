@@ -60,7 +60,7 @@ pub(crate) enum TypeKey {
     Named(Box<str>),
 }
 
-fn type_body<'a>(r: Raw) -> Option<&'a TypeObj> {
+pub(crate) fn type_body<'a>(r: Raw) -> Option<&'a TypeObj> {
     match body(r) {
         Body::Type(t) => Some(t),
         _ => None,
@@ -82,7 +82,7 @@ fn mro_lookup(t: Raw, name: &str) -> Option<Raw> {
 }
 
 /// Whether type `t` is `c` or has it in its MRO.
-fn is_subtype(t: Raw, c: Raw) -> bool {
+pub(crate) fn is_subtype(t: Raw, c: Raw) -> bool {
     t == c || type_body(t).is_some_and(|tb| tb.mro.contains(&c))
 }
 

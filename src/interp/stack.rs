@@ -16,31 +16,34 @@ use std::cell::Cell;
 pub(crate) const STACK_RED_ZONE: usize = 256 * 1024;
 
 std::thread_local! {
-    /// The stack's lowest address; 0 until read, 1 when unknown.
-    static STACK_LOW: Cell<usize> = const { Cell::new(0) };
+    /// The stack's bounds (lowest usable address, end); (0, 0) until read,
+    /// (1, 1) when unknown.
+    static STACK: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
 /// Whether less than [`STACK_RED_ZONE`] bytes of this thread's stack are
-/// left.
+/// left. A local whose address is outside the thread's stack (a sanitizer's
+/// fake stack frame) says nothing: then only the depth counters guard.
 #[inline]
 pub(crate) fn nearly_exhausted() -> bool {
     let marker = 0u8;
     let here = std::ptr::addr_of!(marker).addr();
-    let low = STACK_LOW.try_with(|l| {
-        if l.get() == 0 {
-            l.set(stack_low().unwrap_or(1));
+    let bounds = STACK.try_with(|b| {
+        if b.get() == (0, 0) {
+            b.set(stack_bounds().unwrap_or((1, 1)));
         }
-        l.get()
+        b.get()
     });
-    match low {
-        Ok(low) if low > 1 => here.saturating_sub(low) < STACK_RED_ZONE,
+    match bounds {
+        Ok((low, high)) if low > 1 && (low..high).contains(&here) => here - low < STACK_RED_ZONE,
         _ => false,
     }
 }
 
-/// The lowest address of the current thread's stack (it grows down).
+/// The current thread's stack: its lowest usable address (it grows down)
+/// and its end.
 #[cfg(all(target_os = "linux", not(miri)))]
-fn stack_low() -> Option<usize> {
+fn stack_bounds() -> Option<(usize, usize)> {
     let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
     // SAFETY: `pthread_getattr_np` initializes `attr` for the calling
     // thread when it returns 0; it is destroyed exactly once below, after
@@ -54,12 +57,12 @@ fn stack_low() -> Option<usize> {
         let ok = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) == 0;
         libc::pthread_attr_destroy(attr.as_mut_ptr());
         // The lowest page is the guard page: not usable.
-        (ok && size > 0).then(|| addr.addr() + 4096)
+        (ok && size > 0).then(|| (addr.addr() + 4096, addr.addr() + size))
     }
 }
 
 #[cfg(not(all(target_os = "linux", not(miri))))]
-fn stack_low() -> Option<usize> {
+fn stack_bounds() -> Option<(usize, usize)> {
     None
 }
 
