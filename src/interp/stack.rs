@@ -22,12 +22,12 @@ std::thread_local! {
 }
 
 /// Whether less than [`STACK_RED_ZONE`] bytes of this thread's stack are
-/// left. A local whose address is outside the thread's stack (a sanitizer's
-/// fake stack frame) says nothing: then only the depth counters guard.
+/// left. A position outside the thread's known stack (a signal stack, or a
+/// local in a sanitizer's fake frame where the register cannot be read)
+/// says nothing: then only the depth counters guard.
 #[inline]
 pub(crate) fn nearly_exhausted() -> bool {
-    let marker = 0u8;
-    let here = std::ptr::addr_of!(marker).addr();
+    let here = stack_pointer();
     let bounds = STACK.try_with(|b| {
         if b.get() == (0, 0) {
             b.set(stack_bounds().unwrap_or((1, 1)));
@@ -37,6 +37,33 @@ pub(crate) fn nearly_exhausted() -> bool {
     match bounds {
         Ok((low, high)) if low > 1 && (low..high).contains(&here) => here - low < STACK_RED_ZONE,
         _ => false,
+    }
+}
+
+/// The current stack pointer: the register where reading it is one
+/// instruction (a local's address can be elsewhere: a sanitizer moves
+/// locals to fake stack frames on the heap), else a local's address.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let sp: usize;
+        // SAFETY: reads the stack pointer register into a general register;
+        // no memory is touched, no flags or other registers change.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    {
+        let sp: usize;
+        // SAFETY: as above, for aarch64's stack pointer.
+        unsafe { std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri))))]
+    {
+        let marker = 0u8;
+        std::ptr::addr_of!(marker).addr()
     }
 }
 
