@@ -3,8 +3,8 @@
 //! A ratio to CPython measured in the same run survives a busy machine
 //! better than an absolute figure, but neither is worth much when other work
 //! competes for the cores. Each side-by-side table prints the 1-minute load
-//! average before and after it and a warning when it exceeds half the
-//! cores (`/proc/loadavg`; elsewhere the line says it is unknown).
+//! average before and after it and a warning when, less the bench's own
+//! thread, it exceeds half the cores (`/proc/loadavg`; elsewhere the line says it is unknown).
 
 /// The 1-minute load average, if the OS reports it.
 pub fn load_average() -> Option<f64> {
@@ -16,7 +16,9 @@ pub fn load_note(before: Option<f64>) -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match (before, load_average()) {
         (Some(b), Some(a)) => {
-            let busy = b.max(a) > cores as f64 / 2.0;
+            // The bench's own thread is one unit of load: more than half the
+            // cores busy besides it is a busy machine.
+            let busy = b.max(a) - 1.0 > cores as f64 / 2.0;
             format!(
                 "machine load: {b:.2} before, {a:.2} after, {cores} cores{}",
                 if busy { " -- WARNING: machine busy, figures are not idle-machine figures" } else { " (idle)" }
