@@ -504,9 +504,12 @@ fn float_hash(f: f64) -> u64 {
     }
 }
 
+/// 2^63, exactly (a literal: `powi` may be inexact, and is under Miri).
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+
 #[inline(always)]
 fn float_as_int(f: f64) -> Option<i64> {
-    (f.fract() == 0.0 && (-(2f64.powi(63))..2f64.powi(63)).contains(&f)).then_some(f as i64)
+    (f.fract() == 0.0 && (-TWO_POW_63..TWO_POW_63).contains(&f)).then_some(f as i64)
 }
 
 /// The keys of the process's str/bytes hash (SipHash-1-3 with random keys,
@@ -774,6 +777,7 @@ mod tests {
         assert_eq!(int_hash(-1), int_hash(-2));
         assert_eq!(float_hash(-0.0), float_hash(0.0));
         assert_ne!(float_hash(0.5), float_hash(1.5));
-        assert_eq!(float_as_int(2f64.powi(63)), None);
+        assert_eq!(float_as_int(TWO_POW_63), None);
+        assert_eq!(float_as_int(-TWO_POW_63), Some(i64::MIN));
     }
 }
