@@ -30,21 +30,29 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 // SAFETY: every method forwards to `System` with the caller's arguments,
 // which uphold `GlobalAlloc`'s contract; the counter is only arithmetic.
 unsafe impl GlobalAlloc for Counting {
+    /// # Safety
+    /// As `GlobalAlloc::alloc`: the caller's arguments are forwarded.
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
         unsafe { System.alloc(l) }
     }
+    /// # Safety
+    /// As `GlobalAlloc::dealloc`: the caller's arguments are forwarded.
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
         unsafe { System.dealloc(p, l) }
     }
+    /// # Safety
+    /// As `GlobalAlloc::alloc_zeroed`: the caller's arguments are forwarded.
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
         // SAFETY: forwarded from the caller.
         unsafe { System.alloc_zeroed(l) }
     }
+    /// # Safety
+    /// As `GlobalAlloc::realloc`: the caller's arguments are forwarded.
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
         // SAFETY: forwarded from the caller.

@@ -765,10 +765,10 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
             let b = unsafe { std::ptr::read(head(r).body.get()) };
             free_block(g, r, flags);
             let heap = g.heap();
-            // SAFETY (each `into_inner_in`): the body's boxes came from this
-            // interpreter's heap; the GIL is held.
             match b {
                 Body::Instance(i) => {
+                    // SAFETY: the body's boxes came from this interpreter's
+                    // heap; the GIL is held (likewise for the arms below).
                     let mut i = unsafe { i.into_inner_in(heap) };
                     i.dict.take_all(kept);
                     kept.extend(i.finalizer.take());
@@ -776,17 +776,22 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
                     kept.push(i.class);
                 }
                 Body::Type(t) => {
+                    // SAFETY: as above.
                     let mut t = unsafe { t.into_inner_in(heap) };
                     t.dict.take_all(kept);
                     kept.append(&mut t.bases);
                     kept.append(&mut t.mro);
                 }
                 Body::Method(m) => {
+                    // SAFETY: as above.
                     let m = unsafe { m.into_inner_in(heap) };
                     kept.push(m.func);
                     kept.push(m.receiver);
                 }
-                Body::Module(m) => kept.push(unsafe { m.into_inner_in(heap) }.dict),
+                Body::Module(m) => {
+                    // SAFETY: as above.
+                    kept.push(unsafe { m.into_inner_in(heap) }.dict)
+                }
                 other => free_boxes(g, other),
             }
             return;
@@ -1047,6 +1052,8 @@ fn sweep_interned(g: Gil<'_>) {
     // SAFETY: as above; the GIL is held and the block is this heap's.
     if let Body::Dict(d) = unsafe { body_mut(t) } {
         if d.len() == 0 {
+            // SAFETY: the table is this interpreter's heap's; it holds no
+            // references any more (empty); the GIL is held.
             unsafe { d.free_in(g.heap()) };
         }
     }

@@ -468,11 +468,9 @@ pub(crate) fn clear(g: Gil<'_>) -> Vec<Error> {
         errors.push(e);
     }
     let rec = &g.interpreter().rec;
-    // SAFETY: called by `close()` only, outside any hook, holding the GIL
-    // with no other thread inside: every reader of this list is a dispatch
-    // under this GIL by a thread inside the interpreter, so none runs. The
-    // interpreter is finalizing, so no hook is added after this (and a new
-    // entry is refused).
+    // Called by `close()` only, outside any hook, holding the GIL with no
+    // other thread inside; the interpreter is finalizing, so no hook is added.
+    // SAFETY: no dispatch (a reader under this GIL) or append can run now.
     let (n, errs) = unsafe { rec.services.hooks.take_all() };
     rec.rt.services.hooks_total.sub(n);
     errors.extend(errs);
