@@ -77,17 +77,6 @@ fn decode_ms(g: Gil<'_>, d: &[u8]) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn cpython() -> Option<serde_json::Value> {
-    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/codecs_cpython.py");
-    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
-    if !out.status.success() {
-        eprintln!("codecs side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn side_by_side(g: Gil<'_>) {
     let load = common::load_average();
     let mine = [
@@ -102,7 +91,7 @@ fn side_by_side(g: Gil<'_>) {
             "",
         ),
     ];
-    match cpython() {
+    match common::cpython("codecs") {
         None => {
             eprintln!("codecs side by side: no CPython found (set SUBINTERP_CPYTHON); ours:");
             for (name, _, v, unit, _) in mine {

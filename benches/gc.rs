@@ -88,18 +88,6 @@ fn ours(g: Gil<'_>) -> ([f64; 4], f64) {
     ([garbage, alive, young_old, young_empty], alive_rust_roots)
 }
 
-/// Runs `benches/gc_cpython.py --json` in the CPython found, if any.
-fn cpython() -> Option<serde_json::Value> {
-    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/gc_cpython.py");
-    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
-    if !out.status.success() {
-        eprintln!("gc side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn side_by_side(g: Gil<'_>) {
     let load = common::load_average();
     side_by_side_table(g);
@@ -108,7 +96,7 @@ fn side_by_side(g: Gil<'_>) {
 
 fn side_by_side_table(g: Gil<'_>) {
     let (mine, alive_rust_roots) = ours(g);
-    let Some(py) = cpython() else {
+    let Some(py) = common::cpython("gc") else {
         eprintln!("gc side by side: no CPython found (set SUBINTERP_CPYTHON); ours: {mine:.3?} ms");
         eprintln!("  full_1e6_in_2cycles_all_alive with the roots in a Rust Vec: {alive_rust_roots:.3} ms");
         return;

@@ -131,17 +131,6 @@ fn bytes_per(g: Gil<'_>, make: Make) -> (f64, f64) {
     (heap, sys)
 }
 
-fn cpython() -> Option<serde_json::Value> {
-    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/objects_cpython.py");
-    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
-    if !out.status.success() {
-        eprintln!("objects side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn side_by_side(g: Gil<'_>) {
     let load = common::load_average();
     side_by_side_table(g);
@@ -150,7 +139,7 @@ fn side_by_side(g: Gil<'_>) {
 
 fn side_by_side_table(g: Gil<'_>) {
     g.gc_disable();
-    let py = cpython();
+    let py = common::cpython("objects");
     match &py {
         Some(py) => eprintln!(
             "bytes per object, N = {N} (ours = heap blocks + system bytes; CPython {} = tracemalloc):",

@@ -16,6 +16,8 @@
 //! closure that does nothing) and prints both with the ratio and the issue's
 //! target, and the cost of our loop alone for reference.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -50,25 +52,14 @@ fn time_audit<'i>(g: Gil<'i>, args: &[Obj<'i>]) -> (f64, f64) {
     (with_call, loop_only)
 }
 
-/// Runs `benches/services_cpython.py --json` in the CPython found, if any.
-fn cpython() -> Option<serde_json::Value> {
-    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/services_cpython.py");
-    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
-    if !out.status.success() {
-        eprintln!("services side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn hook(_g: Gil<'_>, _event: &str, args: &[Obj<'_>]) -> subinterp::Result<()> {
     black_box(args);
     Ok(())
 }
 
 fn bench(c: &mut Criterion) {
-    let py = cpython();
+    let load = common::load_average();
+    let py = common::cpython("services");
     // Each hook count in a runtime of its own (hooks cannot be removed); no
     // hook in the process until the no-hook figures are taken.
     let rt0 = Runtime::new(RuntimeConfig::default()).unwrap();
@@ -112,6 +103,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     eprintln!("  audit, no hook in this runtime, one in another runtime: ours {zero_elsewhere:.3} ns");
+    eprintln!("  {}", common::load_note(load));
 
     i1.with_gil(|g| {
         let args = [g.int(1).unwrap()];

@@ -22,17 +22,6 @@ use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
 
 const N: usize = 200_000;
 
-fn cpython() -> Option<serde_json::Value> {
-    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/warnings_cpython.py");
-    let out = std::process::Command::new(&python).args([script, "--json"]).output().ok()?;
-    if !out.status.success() {
-        eprintln!("warnings side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 /// The script's method: a scope with `setup`'s filter, 10 warm-up calls
 /// (the first may be shown), then best of 5 runs of `N` calls, ns per call.
 fn best_ns<'i>(g: Gil<'i>, m: &Obj<'i>, setup: impl Fn(Gil<'i>)) -> f64 {
@@ -59,7 +48,7 @@ fn side_by_side<'a>(g: Gil<'a>, m: &Obj<'a>) {
     let uw = g.warning_category("UserWarning").unwrap();
     let ignored = best_ns(g, m, |g| g.simplefilter("ignore", Some(&uw), 0, false).unwrap());
     let hit = best_ns(g, m, |g| g.simplefilter("default", None, 0, false).unwrap());
-    match cpython() {
+    match common::cpython("warnings") {
         Some(py) => {
             let version = py["python"].as_str().unwrap_or("?");
             eprintln!("warnings side by side (best of 5 x {N} calls), CPython {version}:");

@@ -27,3 +27,17 @@ pub fn load_note(before: Option<f64>) -> String {
         _ => format!("machine load: unknown (no /proc/loadavg), {cores} cores"),
     }
 }
+
+/// Runs `benches/<name>_cpython.py --json` in the CPython named by
+/// `SUBINTERP_CPYTHON` (else `python3` on `PATH`) and parses its JSON; `None`
+/// (with the reason on stderr) when there is no such CPython or it failed.
+pub fn cpython(name: &str) -> Option<serde_json::Value> {
+    let python = std::env::var("SUBINTERP_CPYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!("{}/benches/{name}_cpython.py", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&python).args([script.as_str(), "--json"]).output().ok()?;
+    if !out.status.success() {
+        eprintln!("{name} side by side: {python} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
