@@ -335,14 +335,6 @@ fn uid_of(g: Gil<'_>) -> u64 {
 pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, prefix: usize, data: &[u8]) -> Result<Raw> {
     let off = if gc { GC_HEAD_SIZE } else { 0 };
     let size = off + std::mem::size_of::<ObjHead>() + prefix + data.len();
-    // The tracking table's room first (its growth is the one system
-    // allocation of a tracked object's birth): a refusal there is a
-    // `MemoryError`, never an abort.
-    if gc && st(g, |s| s.gens[GEN0].try_reserve(1).is_err()) {
-        release_body(g, body);
-        let in_use = g.memory_stats().counted_bytes;
-        return Err(Error::MemoryError { id: g.id(), requested: size, in_use, limit: in_use });
-    }
     let base = match g.heap().alloc(size) {
         Ok(base) => base,
         Err(e) => {
@@ -374,6 +366,10 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, prefix: usize, data: &
     };
     if gc {
         let schedule = st(g, |s| {
+            // The tracking table's growth is the one system allocation of a
+            // tracked object's birth: a refusal there is a `MemoryError`,
+            // never an abort (checked in the same borrow as the tracking).
+            s.gens[GEN0].try_reserve(1).ok()?;
             s.track(raw, GEN0);
             s.counts[0] += 1;
             s.ticks = s.ticks.wrapping_add(1);
@@ -382,13 +378,25 @@ pub(crate) fn alloc_obj(g: Gil<'_>, body: Body, gc: bool, prefix: usize, data: &
             }
             if s.counts[0] > s.thresholds[0] && s.enabled && s.thresholds[0] > 0 && !s.collecting && !s.scheduled {
                 s.scheduled = true;
-                true
+                Some(true)
             } else {
-                false
+                Some(false)
             }
         });
-        if schedule {
-            g.interpreter().rec.schedule_gc();
+        match schedule {
+            Some(true) => g.interpreter().rec.schedule_gc(),
+            Some(false) => {}
+            None => {
+                // Nothing half-made: the untracked object is freed and the
+                // references its body took are released.
+                // SAFETY: the object was made above and never shared; its
+                // body is read out once and its block freed right after.
+                let body = unsafe { std::ptr::read(head(raw).body.get()) };
+                free_block(g, raw, flags);
+                release_body(g, body);
+                let in_use = g.memory_stats().counted_bytes;
+                return Err(Error::MemoryError { id: g.id(), requested: size, in_use, limit: in_use });
+            }
         }
     }
     Ok(raw)
