@@ -573,39 +573,10 @@ fn release_body(g: Gil<'_>, body: Body) {
             unsafe { d.free_in(heap) };
             out.into_iter().for_each(|c| decref(g, c));
         }
-        Body::Instance(i) => {
-            // SAFETY: see above.
-            let mut i = unsafe { i.into_inner_in(heap) };
+        b @ (Body::Instance(_) | Body::Type(_) | Body::Method(_) | Body::Module(_)) => {
             let mut out = Vec::new();
-            i.dict.take_all(&mut out);
-            // SAFETY: as above.
-            unsafe { i.dict.free_in(heap) };
-            out.extend(i.finalizer.take());
-            out.extend(i.legacy.take());
-            out.push(i.class);
+            take_object_refs(g, b, &mut out);
             out.into_iter().for_each(|c| decref(g, c));
-        }
-        Body::Type(t) => {
-            // SAFETY: see above.
-            let mut t = unsafe { t.into_inner_in(heap) };
-            let mut out = std::mem::take(&mut t.bases);
-            out.append(&mut t.mro);
-            t.dict.take_all(&mut out);
-            // SAFETY: the table came from this interpreter's heap; GIL held.
-            unsafe { t.dict.free_in(heap) };
-            drop(t);
-            out.into_iter().for_each(|c| decref(g, c));
-        }
-        Body::Method(m) => {
-            // SAFETY: see above.
-            let m = unsafe { m.into_inner_in(heap) };
-            decref(g, m.func);
-            decref(g, m.receiver);
-        }
-        Body::Module(m) => {
-            // SAFETY: see above.
-            let m = unsafe { m.into_inner_in(heap) };
-            decref(g, m.dict)
         }
         Body::Function(f) => {
             // SAFETY: see above.
@@ -638,6 +609,45 @@ fn release_body(g: Gil<'_>, body: Body) {
             w.callback.take().into_iter().for_each(|c| decref(g, c));
         }
         Body::None | Body::Bool(_) | Body::Int(_) | Body::Float(_) | Body::Str(_) | Body::Bytes(_) => {}
+    }
+}
+
+/// The references an instance, class, bound method or module body holds
+/// (whether its clear ran or not: what `take_refs` leaves, or all of them),
+/// pushed on `out`; its heap box and dict table are freed. No user code runs.
+/// Any other body is not one of these: dropped as `free_boxes` does.
+fn take_object_refs(g: Gil<'_>, body: Body, out: &mut Vec<Raw>) {
+    let heap = g.heap();
+    match body {
+        Body::Instance(i) => {
+            // SAFETY: the body's box came from this interpreter's heap; the
+            // GIL is held (likewise for every box and table below).
+            let mut i = unsafe { i.into_inner_in(heap) };
+            i.dict.take_all(out);
+            // SAFETY: as above.
+            unsafe { i.dict.free_in(heap) };
+            out.extend(i.finalizer.take());
+            out.extend(i.legacy.take());
+            out.push(i.class);
+        }
+        Body::Type(t) => {
+            // SAFETY: as above.
+            let mut t = unsafe { t.into_inner_in(heap) };
+            out.append(&mut t.bases);
+            out.append(&mut t.mro);
+            t.dict.take_all(out);
+            // SAFETY: as above.
+            unsafe { t.dict.free_in(heap) };
+        }
+        Body::Method(m) => {
+            // SAFETY: as above.
+            let m = unsafe { m.into_inner_in(heap) };
+            out.push(m.func);
+            out.push(m.receiver);
+        }
+        // SAFETY: as above.
+        Body::Module(m) => out.push(unsafe { m.into_inner_in(heap) }.dict),
+        other => free_boxes(g, other),
     }
 }
 
@@ -766,50 +776,14 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
         Body::Type(t) => unsafe { t.dict.free_in(g.heap()) },
         _ => {}
     }
-    if let Some(kept) = kept {
-        if matches!(body(r), Body::Instance(_) | Body::Type(_) | Body::Method(_) | Body::Module(_)) {
-            // SAFETY: the object is dead and nothing refers to it; its body
-            // is read out exactly once, and the block is freed right after.
-            let b = unsafe { std::ptr::read(head(r).body.get()) };
-            free_block(g, r, flags);
-            let heap = g.heap();
-            match b {
-                Body::Instance(i) => {
-                    // SAFETY: the body's boxes came from this interpreter's
-                    // heap; the GIL is held (likewise for the arms below).
-                    let mut i = unsafe { i.into_inner_in(heap) };
-                    i.dict.take_all(kept);
-                    kept.extend(i.finalizer.take());
-                    kept.extend(i.legacy.take());
-                    kept.push(i.class);
-                }
-                Body::Type(t) => {
-                    // SAFETY: as above.
-                    let mut t = unsafe { t.into_inner_in(heap) };
-                    t.dict.take_all(kept);
-                    kept.append(&mut t.bases);
-                    kept.append(&mut t.mro);
-                }
-                Body::Method(m) => {
-                    // SAFETY: as above.
-                    let m = unsafe { m.into_inner_in(heap) };
-                    kept.push(m.func);
-                    kept.push(m.receiver);
-                }
-                Body::Module(m) => {
-                    // SAFETY: as above.
-                    kept.push(unsafe { m.into_inner_in(heap) }.dict)
-                }
-                other => free_boxes(g, other),
-            }
-            return;
-        }
-    }
     // SAFETY: the object is dead and nothing refers to it; its body is read
     // out exactly once, and the block is freed right after.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
-    free_boxes(g, body);
+    match kept {
+        Some(kept) => take_object_refs(g, body, kept),
+        None => free_boxes(g, body),
+    }
 }
 
 /// CPython's `deduce_unreachable` over `objs` (slow path: finalizers and
