@@ -22,6 +22,58 @@ pub(crate) fn no_progress(errors: &str, position: i64, start: usize) -> Error {
     }
 }
 
+/// One call of a decoding error handler (CPython's
+/// `unicode_decode_call_errorhandler`): the handler gets a
+/// `UnicodeDecodeError` for `input[start..end]`, must return `(str, int)`;
+/// the str is appended to `out`, the input is re-read from the exception's
+/// `object` (a handler may replace it), and the returned position (negative:
+/// from the end) is where decoding resumes. `stuck` counts handler calls in
+/// a row that did not move past `start` (`MAX_NO_PROGRESS` of them is an
+/// error, never a hang).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decode_handler_step<'i>(
+    g: Gil<'i>,
+    errors: &str,
+    encoding: &str,
+    input: &mut Obj<'i>,
+    (start, end, reason): (usize, usize, &str),
+    out: &mut Vec<u8>,
+    surrogates: &mut bool,
+    stuck: &mut usize,
+) -> Result<usize> {
+    let handler = g.codec_lookup_error(Some(errors))?;
+    let exc = g.unicode_decode_error(encoding, input, start, end, reason)?;
+    let res = call_user("codec error handler", &handler, std::slice::from_ref(&exc))?;
+    let bad = || Error::TypeError { message: "decoding error handler must return (str, int) tuple".into() };
+    if res.kind() != Kind::Tuple || res.len()? != 2 {
+        return Err(bad());
+    }
+    let (rep, p) = (res.get_item(0)?, res.get_item(1)?);
+    let Some(p) = p.as_int().filter(|_| p.kind() == Kind::Int) else { return Err(bad()) };
+    let Some((rdata, rsur)) = str_data(&rep) else { return Err(bad()) };
+    // The handler may have replaced the input (CPython re-reads `exc.object`).
+    let new_input = exc.getattr("object")?;
+    let new_len = match new_input.as_ref().and_then(|o| o.as_bytes()) {
+        Some(d) => d.len() as i64,
+        None => return Err(Error::TypeError { message: "object attribute must be bytes".into() }),
+    };
+    out.extend_from_slice(rdata);
+    *surrogates |= rsur;
+    let q = if p < 0 { p + new_len } else { p };
+    if !(0..=new_len).contains(&q) {
+        return Err(Error::HandlerPosition { position: p });
+    }
+    if let Some(o) = new_input {
+        *input = o;
+    }
+    let pos = q as usize;
+    *stuck = if pos <= start { *stuck + 1 } else { 0 };
+    if *stuck >= MAX_NO_PROGRESS {
+        return Err(no_progress(errors, p, start));
+    }
+    Ok(pos)
+}
+
 /// A built-in codec.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Codec {
@@ -293,38 +345,16 @@ impl Codec {
                     None => return Err(strict()),
                 },
                 _ => {
-                    let handler = g.codec_lookup_error(Some(errors))?;
-                    let exc = g.unicode_decode_error(self.name(), &input, start, end, reason)?;
-                    let res = call_user("codec error handler", &handler, std::slice::from_ref(&exc))?;
-                    let bad =
-                        || Error::TypeError { message: "decoding error handler must return (str, int) tuple".into() };
-                    if res.kind() != Kind::Tuple || res.len()? != 2 {
-                        return Err(bad());
-                    }
-                    let (rep, p) = (res.get_item(0)?, res.get_item(1)?);
-                    let Some(p) = p.as_int().filter(|_| p.kind() == Kind::Int) else { return Err(bad()) };
-                    let Some((rdata, rsur)) = str_data(&rep) else { return Err(bad()) };
-                    // The handler may have replaced the input (CPython
-                    // re-reads `exc.object`).
-                    let new_input = exc.getattr("object")?;
-                    let new_len = match new_input.as_ref().and_then(|o| o.as_bytes()) {
-                        Some(d) => d.len() as i64,
-                        None => return Err(Error::TypeError { message: "object attribute must be bytes".into() }),
-                    };
-                    out.extend_from_slice(rdata);
-                    surrogates |= rsur;
-                    let q = if p < 0 { p + new_len } else { p };
-                    if !(0..=new_len).contains(&q) {
-                        return Err(Error::HandlerPosition { position: p });
-                    }
-                    if let Some(o) = new_input {
-                        input = o;
-                    }
-                    pos = q as usize;
-                    stuck = if pos <= start { stuck + 1 } else { 0 };
-                    if stuck >= MAX_NO_PROGRESS {
-                        return Err(no_progress(errors, p, start));
-                    }
+                    pos = decode_handler_step(
+                        g,
+                        errors,
+                        self.name(),
+                        &mut input,
+                        (start, end, reason),
+                        &mut out,
+                        &mut surrogates,
+                        &mut stuck,
+                    )?;
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! every error, one character (or one code unit) at a time, goes to the
 //! registered handler with an exception object, `strict` included.
 
-use super::{call_user, new_str_data, next_cp, str_data};
+use super::{call_user, new_str_data, next_cp};
 use crate::error::{Error, Result};
 use crate::{Gil, Kind, Obj};
 
@@ -251,35 +251,16 @@ impl Wide {
                 }
                 Err(e) => (pos, e),
             };
-            let handler = g.codec_lookup_error(Some(errors))?;
-            let exc = g.unicode_decode_error(name, &input, start, end, reason)?;
-            let res = call_user("codec error handler", &handler, std::slice::from_ref(&exc))?;
-            let bad = || Error::TypeError { message: "decoding error handler must return (str, int) tuple".into() };
-            if res.kind() != Kind::Tuple || res.len()? != 2 {
-                return Err(bad());
-            }
-            let (rep, p) = (res.get_item(0)?, res.get_item(1)?);
-            let Some(p) = p.as_int().filter(|_| p.kind() == Kind::Int) else { return Err(bad()) };
-            let Some((rdata, rsur)) = str_data(&rep) else { return Err(bad()) };
-            let new_input = exc.getattr("object")?;
-            let new_len = match new_input.as_ref().and_then(|o| o.as_bytes()) {
-                Some(d) => d.len() as i64,
-                None => return Err(Error::TypeError { message: "object attribute must be bytes".into() }),
-            };
-            out.extend_from_slice(rdata);
-            surrogates |= rsur;
-            let q = if p < 0 { p + new_len } else { p };
-            if !(0..=new_len).contains(&q) {
-                return Err(Error::HandlerPosition { position: p });
-            }
-            if let Some(o) = new_input {
-                input = o;
-            }
-            pos = q as usize;
-            stuck = if pos <= start { stuck + 1 } else { 0 };
-            if stuck >= MAX_NO_PROGRESS {
-                return Err(super::builtin::no_progress(errors, p, start));
-            }
+            pos = super::builtin::decode_handler_step(
+                g,
+                errors,
+                name,
+                &mut input,
+                (start, end, reason),
+                &mut out,
+                &mut surrogates,
+                &mut stuck,
+            )?;
         }
         new_str_data(g, &out, surrogates)
     }
