@@ -127,12 +127,13 @@ mod warnings;
 pub use codecs::normalize_encoding;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
+pub use gc::incremental::IncrementalStats;
 pub use gc::object::{DictIter, Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
 pub use gc::pauses::{GenPauses, PauseHistogram, PauseStats};
 pub use gc::trace::{Cleared, Member, MemberVec, Trace, TraceField, Visitor};
 pub use gc::{
     CollectResult, GcCallback, GcDebugOutput, GcPhase, GenStats, DEBUG_COLLECTABLE, DEBUG_LEAK, DEBUG_SAVEALL,
-    DEBUG_STATS, DEBUG_UNCOLLECTABLE, MAX_KEPT_ERRORS,
+    DEBUG_STATS, DEBUG_UNCOLLECTABLE, DEFAULT_PAUSE_BUDGET, MAX_KEPT_ERRORS,
 };
 pub use interp::{CloseReport, Gil, GilStats, IdRef, Interpreter, InterpreterState, InterruptHandle};
 pub use mem::{

@@ -3,6 +3,7 @@
 
 pub(crate) mod dict;
 pub(crate) mod hbox;
+pub(crate) mod incremental;
 pub(crate) mod items;
 pub(crate) mod modules;
 pub(crate) mod object;
@@ -21,6 +22,11 @@ use crate::Gil;
 const GEN0: usize = 0;
 const GEN2: usize = 2;
 const PERMANENT: usize = 3;
+/// The old generation's suspects (`incremental.rs`): generation 2's objects
+/// an increment has still to examine.
+pub(crate) const SUSPECT: usize = 4;
+
+pub(crate) use incremental::{suspect, track_survivor};
 
 /// Debug flag: print statistics of each collection to stderr.
 pub const DEBUG_STATS: u32 = 1;
@@ -76,9 +82,10 @@ pub type GcCallback = std::rc::Rc<dyn for<'a> Fn(Gil<'a>, GcPhase, usize, Collec
 pub type GcDebugOutput = std::rc::Rc<dyn Fn(&str)>;
 
 pub(crate) struct GcState {
-    /// Generations 0, 1, 2 and the permanent one (`gc.freeze`): tables of
-    /// the tracked objects, each object knowing its index (`GcHead::slot`).
-    gens: [Vec<Raw>; 4],
+    /// Generations 0, 1, 2 (its clean objects), the permanent one
+    /// (`gc.freeze`) and generation 2's suspects (`SUSPECT`): tables of the
+    /// tracked objects, each object knowing its index (`GcHead::slot`).
+    pub(crate) gens: [Vec<Raw>; 5],
     counts: [usize; 3],
     thresholds: [usize; 3],
     enabled: bool,
@@ -113,6 +120,8 @@ pub(crate) struct GcState {
     pub(crate) atoms: Vec<Option<Raw>>,
     /// How long collections stopped the interpreter.
     pauses: pauses::PauseStats,
+    /// The incremental old-generation collector's budget and counters.
+    pub(crate) inc: incremental::IncState,
     /// The codec registry, its cache and the error handlers (`src/codecs`).
     pub(crate) codecs: crate::codecs::CodecState,
     /// The warnings machinery's per-interpreter state (`crate::warnings`),
@@ -139,7 +148,12 @@ pub(crate) struct GcState {
     /// length, and the buffer that was measured against.
     old_touched: usize,
     old_buf: usize,
+    /// Candidates of the running increment (for its cost per object).
+    inc_work: usize,
 }
+
+/// The pause an automatic increment aims at (`Gil::gc_set_pause_budget`).
+pub const DEFAULT_PAUSE_BUDGET: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// Tracked allocations per page of the oldest generation's table touched
 /// ahead (a page holds this many entries).
@@ -187,9 +201,9 @@ impl GcState {
         }
     }
 
-    /// Tracks `r` (not tracked, or detached) in generation `gen`.
+    /// Tracks `r` (not tracked, or detached) in table `gen`.
     #[inline(always)]
-    fn track(&mut self, r: Raw, gen: usize) {
+    pub(crate) fn track(&mut self, r: Raw, gen: usize) {
         let v = &mut self.gens[gen];
         gc_head(r).slot.set((v.len() << SLOT_SHIFT) | (gen + 1));
         v.push(r);
@@ -197,7 +211,7 @@ impl GcState {
 
     /// Stops tracking `r` (a no-op for a detached or untracked object).
     #[inline(always)]
-    fn untrack(&mut self, r: Raw) {
+    pub(crate) fn untrack(&mut self, r: Raw) {
         let gh = gc_head(r);
         let slot = gh.slot.get();
         let tag = slot & TAG_MASK;
@@ -263,6 +277,7 @@ impl GcCell {
             default_import: None,
             atoms: Vec::new(),
             pauses: Default::default(),
+            inc: incremental::IncState { budget: Some(DEFAULT_PAUSE_BUDGET), ..Default::default() },
             codecs: Default::default(),
             warnings: None,
             errors: Vec::new(),
@@ -276,6 +291,7 @@ impl GcCell {
             ticks: 0,
             old_touched: 0,
             old_buf: 0,
+            inc_work: 0,
         };
         GcCell {
             state: crate::sync::UnsafeCell::new(st),
@@ -326,7 +342,7 @@ pub(crate) fn st<R>(g: Gil<'_>, f: impl FnOnce(&mut GcState) -> R) -> R {
 }
 
 #[inline(always)]
-fn uid_of(g: Gil<'_>) -> u64 {
+pub(crate) fn uid_of(g: Gil<'_>) -> u64 {
     g.interpreter().rec.gc.uid
 }
 
@@ -837,7 +853,7 @@ fn refs(r: Raw) -> usize {
 /// collector's passes call it once per candidate, and a test of the kind byte
 /// costs less than the dispatch over every type.
 #[inline(always)]
-fn traverse_fast(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
+pub(crate) fn traverse_fast(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
     if let Body::Seq(items) = body(r) {
         if !items.is_empty() {
             items.iter().for_each(|&c| f(c));
@@ -851,8 +867,9 @@ fn traverse_fast(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
 /// candidate's `gc_refs` counts the references from outside the candidates.
 /// A candidate is set up (`gc_refs = refcount`, `SLOT_COLLECTING`, its tag
 /// kept) by whichever comes first: its own turn or the first reference to
-/// it. `max_tag` is the oldest generation's tag among the candidates.
-fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
+/// it. `tag_mask` has bit `t` set for each table tag `t` whose objects are
+/// all candidates (others, an increment's old ones, are set up already).
+fn count_outside_refs(cands: &[Raw], tag_mask: usize, uid: u64) {
     for &r in cands {
         let gh = gc_head(r);
         let p = gh.slot.get();
@@ -870,7 +887,7 @@ fn count_outside_refs(cands: &[Raw], max_tag: usize, uid: u64) {
                 gh.slot.set(refs_dec(p));
             } else {
                 let tag = p & TAG_MASK;
-                if tag != 0 && tag <= max_tag {
+                if tag != 0 && (tag_mask >> tag) & 1 != 0 {
                     gh.slot.set(refs_dec(refs_start(h.refcnt.get(), tag)));
                 }
             }
@@ -987,7 +1004,10 @@ fn collect(g: Gil<'_>, gen: usize, cause: Cause) -> Result<CollectResult> {
     if callbacks {
         run_gc_callbacks(g, GcPhase::Start, gen, CollectResult::default());
     }
-    let res = collect_inner(g, gen);
+    // Generation 1 in incremental mode is an increment (as CPython 3.14's
+    // `gc.collect(1)`): the young generations and a batch of old suspects.
+    let increment = gen == 1 && st(g, |s| s.inc.budget.is_some());
+    let res = collect_inner(g, gen, increment);
     flush_debug_lines(g);
     let res = res?;
     if callbacks {
@@ -1001,7 +1021,13 @@ fn collect(g: Gil<'_>, gen: usize, cause: Cause) -> Result<CollectResult> {
     }
     if let Some(t) = started {
         let d = t.elapsed();
-        st(g, |s| s.pauses.record(cause == Cause::Automatic, gen, d));
+        st(g, |s| {
+            s.pauses.record(cause == Cause::Automatic, gen, d);
+            if increment {
+                let n = s.inc_work;
+                s.inc.observe(d.as_nanos() as f64, n);
+            }
+        });
     }
     Ok(res)
 }
@@ -1041,9 +1067,27 @@ fn sweep_interned(g: Gil<'_>) {
     }
 }
 
-fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
+/// One collection: generation `gen` and the younger ones (`gen` 2: the
+/// whole heap but the permanent generation), or, with `increment`, the young
+/// generations and a batch of old suspects with their closures
+/// (`incremental.rs`).
+fn collect_inner(g: Gil<'_>, gen: usize, increment: bool) -> Result<CollectResult> {
     let uid = uid_of(g);
-    let target = (gen + 1).min(GEN2);
+    // Where survivors go: one generation up; generation 1's (and an
+    // increment's young ones) to the old suspects, to be examined with their
+    // closures by an increment.
+    let target = match gen {
+        0 => 1,
+        1 => SUSPECT,
+        _ => GEN2,
+    };
+    // The tags of the tables whose objects are candidates, set up as their
+    // turn comes (an increment's old ones are set up when enlisted).
+    let mask: usize = match gen {
+        0 => 1 << 1,
+        1 => (1 << 1) | (1 << 2),
+        _ => (1 << 1) | (1 << 2) | (1 << (GEN2 + 1)) | (1 << (SUSPECT + 1)),
+    };
     let (mut cands, mut stack, mut tentative, base, debug) = st(g, |s| {
         s.scheduled = false;
         if gen < GEN2 {
@@ -1056,21 +1100,40 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         // (their `slot`s keep their old tags until the partition).
         // Oldest first, so that the table is in allocation order.
         let mut cands = std::mem::take(&mut s.gens[gen]);
+        if gen == GEN2 {
+            cands.extend_from_slice(&s.gens[SUSPECT]);
+            s.gens[SUSPECT].clear();
+        }
         for i in (0..gen).rev() {
             cands.extend_from_slice(&s.gens[i]);
             s.gens[i].clear();
         }
-        let base = if target == gen { 0 } else { s.gens[target].len() };
+        let base = if target == gen || increment { 0 } else { s.gens[target].len() };
         (cands, std::mem::take(&mut s.stack), std::mem::take(&mut s.tentative), base, s.debug)
     });
     // No user code runs from here to the end of the partition, except
     // `Trace::trace`, whose panics `traverse` catches and reports below.
-    count_outside_refs(&cands, gen + 1, uid);
+    if increment {
+        incremental::increment_candidates(g, &mut cands, &mut stack);
+        st(g, |s| {
+            s.inc_work = cands.len();
+            s.inc.stats.increments += 1;
+        });
+    }
+    count_outside_refs(&cands, mask, uid);
     let (kept, special) = mark_and_partition(&mut cands, &mut stack, &mut tentative, uid, base, target + 1);
     cands.truncate(kept);
     let panicked = take_trace_panic();
     st(g, |s| {
-        if target == gen {
+        if increment {
+            // Each survivor by what the increment saw of it; the young
+            // generation's buffer is kept.
+            for &r in &cands {
+                track_survivor(s, r, SUSPECT);
+            }
+            cands.clear();
+            s.gens[gen] = cands;
+        } else if target == gen {
             s.gens[gen] = cands;
             // A table keeps its buffer between collections (no reallocation
             // and page faults each time), but not four times what it needs.
@@ -1086,12 +1149,15 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
         s.stack = stack;
     });
     if let Some(message) = panicked {
-        // A trace that panicked may have hidden references: free nothing.
+        // A trace that panicked may have hidden references: free nothing
+        // (and an increment may have missed garbage: a full collection is
+        // owed).
         st(g, |s| {
+            s.inc.incomplete = true;
             for &r in &tentative {
                 let h = head(r);
                 h.refcnt.set(h.refcnt.get() - 1);
-                s.track(r, target);
+                track_survivor(s, r, target);
             }
             tentative.clear();
             s.tentative = tentative;
@@ -1114,7 +1180,7 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
                 let p = gh.slot.get();
                 gh.slot.set(TAG_DETACHED);
                 if p & SLOT_REACHABLE != 0 {
-                    s.track(r, target);
+                    track_survivor(s, r, target);
                     rescued.push(r);
                 } else {
                     set_flag(r, FLAG_UNREACHABLE, true);
@@ -1144,6 +1210,9 @@ fn collect_inner(g: Gil<'_>, gen: usize) -> Result<CollectResult> {
             shrink_unused(&mut s.stack, need);
         }
         s.tentative = tentative;
+        if gen == GEN2 {
+            s.inc.incomplete = false;
+        }
         s.stats[gen].collections += 1;
         s.stats[gen].collected += res.collected;
         s.stats[gen].uncollectable += res.uncollectable;
@@ -1199,7 +1268,7 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         if p & SLOT_REACHABLE != 0 {
             // Tracked first: releasing our hold may free it (a garbage
             // object freed earlier in this loop may have held it).
-            st(g, |s| s.track(r, target));
+            st(g, |s| track_survivor(s, r, target));
             decref(g, r);
             continue;
         }
@@ -1302,7 +1371,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         st(g, |s| {
             for &r in &legacy {
                 set_flag(r, FLAG_LEGACY_MARK | FLAG_UNREACHABLE, false);
-                s.track(r, GEN2);
+                track_survivor(s, r, GEN2);
                 if debug & DEBUG_UNCOLLECTABLE != 0 {
                     s.debug_lines.push(format!("gc: uncollectable <{} {:#x}>", type_name_of(r), r.as_ptr() as usize));
                 }
@@ -1377,7 +1446,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
             gc_head(r).slot.set(TAG_DETACHED);
             if alive {
                 set_flag(r, FLAG_UNREACHABLE, false);
-                s.track(r, GEN2);
+                track_survivor(s, r, SUSPECT);
                 resurrected.push(r);
             }
         }
@@ -1395,7 +1464,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         st(g, |s| {
             for &r in &unreachable {
                 set_flag(r, FLAG_UNREACHABLE, false);
-                s.track(r, GEN2);
+                track_survivor(s, r, GEN2);
             }
         });
         garbage_append(g, std::mem::take(&mut unreachable));
@@ -1413,7 +1482,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
             set_flag(r, FLAG_UNREACHABLE, false);
             if head(r).refcnt.get() > 1 {
                 // Something outside still refers to it: it survives.
-                st(g, |s| s.track(r, GEN2));
+                st(g, |s| track_survivor(s, r, SUSPECT));
             }
             decref(g, r);
         }
@@ -1490,9 +1559,17 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
         if !s.enabled || s.collecting {
             return None;
         }
-        (0..3)
-            .rev()
-            .find(|&i| s.counts[i] > s.thresholds[i] && (i != GEN2 || s.long_lived_pending > s.long_lived_total / 4))
+        // Stop-the-world (CPython 3.13): a full collection once the
+        // generation-2 count is over its threshold and the long-lived
+        // objects grew by a quarter. Incremental: generation 1 is an
+        // increment, and a full collection runs only when one is owed
+        // (`incomplete`) and the old generation grew by a quarter.
+        let full_ok = s.long_lived_pending > s.long_lived_total / 4 && (s.inc.budget.is_none() || s.inc.incomplete);
+        let gen = (0..3).rev().find(|&i| s.counts[i] > s.thresholds[i] && (i != GEN2 || full_ok));
+        if gen == Some(GEN2) && s.inc.budget.is_some() {
+            s.inc.stats.full_fallbacks += 1;
+        }
+        gen
     });
     if let Some(gen) = gen {
         if let Err(e) = collect(g, gen, Cause::Automatic) {
@@ -1817,6 +1894,63 @@ impl<'i> Gil<'i> {
         st(*self, |s| s.pauses = Default::default())
     }
 
+    /// Sets how long an automatic collection of the old generation may stop
+    /// the interpreter: `Some(d)` (the default, [`DEFAULT_PAUSE_BUDGET`])
+    /// makes generation 1's collections *increments* that also examine the
+    /// old objects that may have become garbage (suspects), as many as fit
+    /// in `d` at the measured rate; `None` is CPython 3.13's stop-the-world
+    /// mode (automatic full collections once the old generation grew by a
+    /// quarter). [`Gil::gc_collect`]`(2)` is always a full collection, and
+    /// `gc_collect(1)` is an increment in incremental mode. How increments
+    /// find every cycle and keep memory bounded: `docs/gc.md`.
+    ///
+    /// A budget of zero, or above one second, is an `InvalidConfig` error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use subinterp::{Runtime, RuntimeConfig};
+    ///
+    /// let rt = Runtime::new(RuntimeConfig::default())?;
+    /// rt.main().with_gil(|g| -> subinterp::Result<()> {
+    ///     assert_eq!(g.gc_pause_budget(), Some(subinterp::DEFAULT_PAUSE_BUDGET));
+    ///     g.gc_set_pause_budget(Some(Duration::from_millis(2)))?;
+    ///     assert!(g.gc_set_pause_budget(Some(Duration::ZERO)).is_err());
+    ///     g.gc_set_pause_budget(None)?; // stop-the-world
+    ///     assert_eq!(g.gc_pause_budget(), None);
+    ///     Ok(())
+    /// })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn gc_set_pause_budget(&self, budget: Option<std::time::Duration>) -> Result<()> {
+        if let Some(d) = budget {
+            if d.is_zero() || d > std::time::Duration::from_secs(1) {
+                return Err(Error::InvalidConfig {
+                    reason: format!(
+                        "pause budget {d:?} is out of range: give a duration above zero and at most 1 s, or None \
+                         for stop-the-world full collections"
+                    ),
+                });
+            }
+        }
+        st(*self, |s| s.inc.budget = budget);
+        Ok(())
+    }
+
+    /// The pause budget of automatic old-generation work (`None`:
+    /// stop-the-world). See [`Gil::gc_set_pause_budget`].
+    pub fn gc_pause_budget(&self) -> Option<std::time::Duration> {
+        st(*self, |s| s.inc.budget)
+    }
+
+    /// What the incremental collector did (see [`IncrementalStats`]).
+    pub fn gc_incremental_stats(&self) -> incremental::IncrementalStats {
+        st(*self, |s| {
+            let mut x = s.inc.stats;
+            x.pending_suspects = s.gens[SUSPECT].len();
+            x
+        })
+    }
+
     /// `gc.set_debug` ([`DEBUG_STATS`], [`DEBUG_COLLECTABLE`],
     /// [`DEBUG_UNCOLLECTABLE`], [`DEBUG_SAVEALL`], [`DEBUG_LEAK`]).
     ///
@@ -1965,11 +2099,13 @@ impl<'i> Gil<'i> {
                 reason: "generation parameter must be less than the number of available generations (3)".into(),
             });
         }
-        let gens = match generation {
-            Some(gen) => gen..gen + 1,
-            None => 0..GEN2 + 1,
+        let gens: &[usize] = match generation {
+            Some(0) => &[0],
+            Some(1) => &[1],
+            Some(_) => &[GEN2, SUSPECT],
+            None => &[0, 1, GEN2, SUSPECT],
         };
-        let raws: Vec<Raw> = st(*self, |s| gens.flat_map(|i| s.gens[i].iter().copied()).collect());
+        let raws: Vec<Raw> = st(*self, |s| gens.iter().flat_map(|&i| s.gens[i].iter().copied()).collect());
         let objs: Vec<Obj<'i>> = raws.into_iter().map(|r| Obj::from_raw_borrowed(r, *self)).collect();
         self.list(&objs)
     }
@@ -1994,7 +2130,8 @@ impl<'i> Gil<'i> {
         self.audit_with("gc.get_referrers", || Ok(vec![self.tuple(objs)?]))?;
         let uid = uid_of(*self);
         let targets: Vec<Raw> = objs.iter().map(|o| o.raw()).collect();
-        let all: Vec<Raw> = st(*self, |s| (0..=GEN2).flat_map(|i| s.gens[i].iter().copied()).collect());
+        let all: Vec<Raw> =
+            st(*self, |s| [0, 1, GEN2, SUSPECT].into_iter().flat_map(|i| s.gens[i].iter().copied()).collect());
         let mut found = Vec::new();
         for r in all {
             let mut hit = false;
@@ -2054,7 +2191,7 @@ impl<'i> Gil<'i> {
     /// ```
     pub fn gc_freeze(&self) {
         st(*self, |s| {
-            for i in 0..3 {
+            for i in [0, 1, GEN2, SUSPECT] {
                 for r in std::mem::take(&mut s.gens[i]) {
                     s.track(r, PERMANENT);
                 }
@@ -2078,8 +2215,10 @@ impl<'i> Gil<'i> {
     /// ```
     pub fn gc_unfreeze(&self) {
         st(*self, |s| {
+            // Suspects: decrements of frozen objects were not recorded, so
+            // each is examined by an increment (or the next full collection).
             for r in std::mem::take(&mut s.gens[PERMANENT]) {
-                s.track(r, GEN2);
+                s.track(r, SUSPECT);
             }
         })
     }
@@ -2113,7 +2252,7 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn gc_generation_sizes(&self) -> [usize; 3] {
-        st(*self, |s| [0, 1, 2].map(|i| s.gens[i].len()))
+        st(*self, |s| [s.gens[0].len(), s.gens[1].len(), s.gens[GEN2].len() + s.gens[SUSPECT].len()])
     }
 
     /// Registers a start/stop callback (CPython's `gc.callbacks`); returns

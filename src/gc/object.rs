@@ -68,13 +68,22 @@ pub(crate) const FLAG_USER_DROP: u32 = 128;
 /// (`src/codecs`, `docs/codecs.md`). Its data is not valid UTF-8, so it is
 /// never handed out as a `&str` ([`Obj::as_str`] is `None` for it).
 pub(crate) const FLAG_SURROGATES: u32 = 256;
+/// Set by an old-generation increment on a suspect and on every object of
+/// its closure (`gc::increment_candidates`): a survivor carrying it goes
+/// to the clean old table, the others to the suspects (`gc::track_survivor`).
+pub(crate) const FLAG_SCANNED: u32 = 512;
+/// An increment found this object's closure larger than its budget: when it
+/// is a suspect again it is put back among the clean without being traced,
+/// and the interpreter owes a full collection (`docs/gc.md`, "Incremental").
+pub(crate) const FLAG_BIG: u32 = 1024;
 
 pub(crate) use super::hbox::HBox;
 pub(crate) use super::items::{Items, SeqKind};
 
 /// The one-word header before every tracked object (CPython's `PyGC_Head`,
 /// minus the links). Its low three bits are a tag: 0 untracked, `gen + 1`
-/// (`1..=4`) in generation `gen`'s table, `TAG_DETACHED` while a collection
+/// (`1..=5`) in table `gen` (0 and 1 young, 2 the clean old, 3 the
+/// permanent, 4 the old suspects: `gc::SUSPECT`), `TAG_DETACHED` while a collection
 /// holds it outside the tables. Bit 3 (`SLOT_COLLECTING`) chooses what the
 /// rest holds:
 ///
@@ -100,7 +109,10 @@ pub(crate) struct GcHead {
 /// `slot`'s tag bits.
 pub(crate) const TAG_MASK: usize = 7;
 /// `slot` tag: held by a running collection, in no table.
-pub(crate) const TAG_DETACHED: usize = 5;
+pub(crate) const TAG_DETACHED: usize = 7;
+/// `slot` tag of the clean old table (generation 2's objects not touched by
+/// a decrement since an increment or a full collection last examined them).
+pub(crate) const TAG_OLD: usize = 3;
 /// `slot` bit: the object is a candidate of the running collection (the
 /// upper bits are its `gc_refs`).
 pub(crate) const SLOT_COLLECTING: usize = 8;
@@ -394,6 +406,10 @@ pub(crate) fn decref(g: Gil<'_>, r: Raw) {
     h.refcnt.set(c - 1);
     if c == 1 {
         super::dealloc(g, r);
+    } else if h.flags.get() & FLAG_GC != 0 && gc_head(r).slot.get() & (TAG_MASK | SLOT_COLLECTING) == TAG_OLD {
+        // A clean old object lost a reference and lives on: it may now be
+        // part of a garbage cycle, so the next increment examines it.
+        super::suspect(g, r);
     }
 }
 

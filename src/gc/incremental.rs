@@ -1,0 +1,270 @@
+//! Incremental collection of the old generation (issue 14; `docs/gc.md`,
+//! "Incremental old generation").
+//!
+//! The old generation is two tables: the *clean* objects (`GEN2`), not
+//! decremented since a collection last examined them, and the *suspects*
+//! (`SUSPECT`): objects promoted from the young generations, and clean ones
+//! that lost a reference and live on (`object::decref` moves them). A garbage
+//! cycle is always made by a decrement that leaves its target alive: every
+//! object the cycle holds is reachable from that target, so the cycle lies in
+//! the forward closure of a suspect (or of a young object, whose survivors
+//! become suspects). An increment examines the young generations, a batch of
+//! suspects and their forward closures through the old generation, and runs
+//! the ordinary trial deletion on that set: trial deletion on any subset of
+//! the heap frees only garbage (a reference from outside the subset counts as
+//! a reference from a root), so the batch can stop at the budget.
+
+use super::object::*;
+use super::{st, uid_of, GcState, GEN2, SUSPECT};
+use crate::Gil;
+
+/// What the incremental collector did since the interpreter started (see
+/// [`Gil::gc_set_pause_budget`](crate::Gil::gc_set_pause_budget)).
+///
+/// ```
+/// use subinterp::{Runtime, RuntimeConfig};
+///
+/// let rt = Runtime::new(RuntimeConfig::default())?;
+/// rt.main().with_gil(|g| -> subinterp::Result<()> {
+///     let a = g.list(&[])?;
+///     let b = g.list(&[])?;
+///     a.list_append(&b)?;
+///     b.list_append(&a)?;
+///     g.gc_collect(0)?; // both survive into generation 1 (held here)
+///     drop((a, b)); // now a garbage cycle
+///     g.gc_collect(1)?; // an increment (the default mode) finds it
+///     let s = g.gc_incremental_stats();
+///     assert_eq!(s.increments, 1);
+///     Ok(())
+/// })??;
+/// # Ok::<(), subinterp::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IncrementalStats {
+    /// Increments run (automatic and `gc_collect(1)` in incremental mode).
+    pub increments: u64,
+    /// Suspects taken into increments.
+    pub suspects_examined: u64,
+    /// Clean old objects pulled into increments by the suspects' closures.
+    pub closure_objects: u64,
+    /// Suspects whose closure alone was larger than the budget: put back
+    /// among the clean, owing a full collection (see `full_fallbacks`).
+    pub deferred: u64,
+    /// Automatic full collections run because a deferred suspect (or a
+    /// failed trace) left garbage that increments may not see, once the old
+    /// generation had grown by a quarter.
+    pub full_fallbacks: u64,
+    /// Suspects waiting now.
+    pub pending_suspects: usize,
+}
+
+/// The incremental collector's state in `GcState`.
+#[derive(Default)]
+pub(crate) struct IncState {
+    /// `None`: stop-the-world (automatic full collections as CPython 3.13);
+    /// `Some`: incremental, an increment's old-generation work is sized to
+    /// this pause.
+    pub(crate) budget: Option<std::time::Duration>,
+    /// Measured cost of a candidate in an increment (ns), smoothed.
+    pub(crate) ns_per_obj: f64,
+    /// Some garbage may be outside every suspect's closure (a deferred
+    /// suspect, a trace that panicked): a full collection is owed.
+    pub(crate) incomplete: bool,
+    pub(crate) stats: IncrementalStats,
+}
+
+/// Candidates below which an increment's budget never goes (the measured
+/// rate may be pessimistic after one slow step).
+const MIN_BUDGET_OBJECTS: usize = 1024;
+/// Until an increment has been timed: a pessimistic cost per object.
+const INITIAL_NS_PER_OBJ: f64 = 40.0;
+
+impl IncState {
+    /// How many old objects (suspects and their closures) an increment may
+    /// examine: the budget at the measured rate, but at least a quarter of
+    /// the waiting suspects once they exceed eight budgets, so that the
+    /// backlog (and the garbage in it) cannot grow without bound when the
+    /// program makes suspects faster than the budget examines them.
+    pub(crate) fn work_budget(&self, pending: usize) -> usize {
+        let per = if self.ns_per_obj > 0.0 { self.ns_per_obj } else { INITIAL_NS_PER_OBJ };
+        let ns = self.budget.map_or(0.0, |d| d.as_nanos() as f64);
+        let objs = ((ns / per) as usize).max(MIN_BUDGET_OBJECTS);
+        if pending > 8 * objs {
+            pending / 4
+        } else {
+            objs
+        }
+    }
+
+    /// Folds an increment's measured cost into the rate.
+    pub(crate) fn observe(&mut self, ns: f64, objects: usize) {
+        if objects < 256 {
+            return; // too small to time
+        }
+        let x = ns / objects as f64;
+        self.ns_per_obj = if self.ns_per_obj > 0.0 { 0.75 * self.ns_per_obj + 0.25 * x } else { x };
+    }
+}
+
+/// A clean old object lost a reference and lives on: from now on a suspect.
+/// When the suspects' table cannot grow, it stays clean and a full
+/// collection is owed (nothing is lost: the full collection sees it).
+#[cold]
+pub(crate) fn suspect(g: Gil<'_>, r: Raw) {
+    st(g, |s| {
+        s.untrack(r);
+        if s.gens[SUSPECT].try_reserve(1).is_ok() {
+            s.track(r, SUSPECT);
+        } else {
+            s.track(r, GEN2); // the slot it left is free
+            s.inc.incomplete = true;
+        }
+    });
+}
+
+/// Tracks a survivor of a collection: one an increment examined with its
+/// whole closure (`FLAG_SCANNED`) among the clean old objects, any other in
+/// `target`.
+pub(crate) fn track_survivor(s: &mut GcState, r: Raw, target: usize) {
+    if has_flag(r, FLAG_SCANNED) {
+        set_flag(r, FLAG_SCANNED, false);
+        s.track(r, GEN2);
+    } else {
+        s.track(r, target);
+    }
+}
+
+/// Adds to `cands` (which holds the young generations, set up lazily by the
+/// caller's tag mask) suspects and their forward closures through the old
+/// generation, each set up as a candidate now (`SLOT_COLLECTING`, `gc_refs`
+/// = refcount) and flagged `FLAG_SCANNED`, until about `budget` objects were
+/// added. A suspect whose closure would pass the budget is undone (its
+/// objects back in their tables) and left for the next increment; when it
+/// is the first of the increment, its closure alone exceeds the budget: it
+/// is marked `FLAG_BIG`, put among the clean and a full collection is owed.
+/// Returns (suspects taken, closure objects added). Runs no user code but
+/// `Trace::trace` (whose panics `traverse` catches for the caller).
+pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut Vec<Raw>) -> (usize, usize) {
+    let uid = uid_of(g);
+    let budget = st(g, |s| s.inc.work_budget(s.gens[SUSPECT].len()));
+    let (mut work, mut taken, mut added, mut deferred) = (0usize, 0usize, 0usize, 0u64);
+    // The young candidates' closures first: a young survivor whose closure
+    // was examined goes to the clean old table, not among the suspects (the
+    // commonest survivor, an object that refers to nothing old or only to
+    // candidates, costs one look). Only the old objects added count against
+    // the budget; a young object whose closure would pass it is undone and
+    // its survivor becomes a suspect, as every young one after it.
+    let young = cands.len();
+    for i in 0..young {
+        let y = cands[i];
+        let mark = cands.len();
+        if !expand(g, uid, y, cands, stack, &mut work, budget) {
+            undo(g, &cands[mark..], None);
+            cands.truncate(mark);
+            break;
+        }
+        added += cands.len() - mark;
+        set_flag(y, FLAG_SCANNED, true);
+    }
+    // Then suspects, newest first, each with its closure.
+    while work < budget {
+        let Some(r) = st(g, |s| s.gens[SUSPECT].last().copied()) else { break };
+        if has_flag(r, FLAG_BIG) {
+            st(g, |s| {
+                s.untrack(r);
+                s.track(r, GEN2);
+                s.inc.incomplete = true;
+            });
+            deferred += 1;
+            work += 1;
+            continue;
+        }
+        let mark = cands.len();
+        enlist(g, r, cands);
+        work += 1;
+        if expand(g, uid, r, cands, stack, &mut work, budget) {
+            taken += 1;
+            added += cands.len() - mark - 1;
+            continue;
+        }
+        // Undo this suspect's closure: each object back in its table. The
+        // first of the increment is too big for any: deferred.
+        let first = taken == 0;
+        undo(g, &cands[mark..], first.then_some(r));
+        cands.truncate(mark);
+        deferred += u64::from(first);
+        break;
+    }
+    st(g, |s| {
+        s.inc.stats.suspects_examined += taken as u64;
+        s.inc.stats.closure_objects += added as u64;
+        s.inc.stats.deferred += deferred;
+    });
+    (taken, added)
+}
+
+/// Puts enlisted objects back in their tables (not candidates any more);
+/// `big`, a suspect whose closure alone passed the budget, goes among the
+/// clean instead, marked `FLAG_BIG`, and a full collection is owed.
+fn undo(g: Gil<'_>, objs: &[Raw], big: Option<Raw>) {
+    st(g, |s| {
+        for &c in objs {
+            let tag = gc_head(c).slot.get() & TAG_MASK;
+            gc_head(c).slot.set(0);
+            set_flag(c, FLAG_SCANNED, false);
+            if Some(c) == big {
+                set_flag(c, FLAG_BIG, true);
+                s.track(c, GEN2);
+                s.inc.incomplete = true;
+            } else {
+                s.track(c, tag - 1);
+            }
+        }
+    });
+}
+
+/// Makes `c` (an old object, clean or suspect) a candidate of the increment:
+/// out of its table, `gc_refs` = its refcount, `FLAG_SCANNED`.
+fn enlist(g: Gil<'_>, c: Raw, cands: &mut Vec<Raw>) {
+    let tag = gc_head(c).slot.get() & TAG_MASK;
+    st(g, |s| s.untrack(c));
+    gc_head(c).slot.set(refs_start(head(c).refcnt.get(), tag));
+    set_flag(c, FLAG_SCANNED, true);
+    cands.push(c);
+}
+
+/// Enlists the old objects reachable from `from` that are not candidates
+/// yet (depth first, an explicit stack), one unit of `work` each. Returns
+/// false, with the stack emptied, when `work` passed `budget` first (the
+/// caller undoes what was enlisted).
+fn expand(
+    g: Gil<'_>,
+    uid: u64,
+    from: Raw,
+    cands: &mut Vec<Raw>,
+    stack: &mut Vec<Raw>,
+    work: &mut usize,
+    budget: usize,
+) -> bool {
+    let mut x = from;
+    loop {
+        super::traverse_fast(x, uid, &mut |c| {
+            if head(c).flags.get() & FLAG_GC == 0 {
+                return;
+            }
+            let p = gc_head(c).slot.get();
+            let tag = p & TAG_MASK;
+            if p & SLOT_COLLECTING == 0 && (tag == TAG_OLD || tag == SUSPECT + 1) {
+                enlist(g, c, cands);
+                stack.push(c);
+            }
+        });
+        let Some(next) = stack.pop() else { return true };
+        *work += 1;
+        if *work > budget {
+            stack.clear();
+            return false;
+        }
+        x = next;
+    }
+}
