@@ -56,6 +56,10 @@ pub struct IncrementalStats {
     pub full_fallbacks: u64,
     /// Suspects waiting now.
     pub pending_suspects: usize,
+    /// Whether a full collection is owed now (a deferred suspect or a
+    /// failed trace since the last one): until it runs, garbage may sit
+    /// where no increment looks.
+    pub full_collection_owed: bool,
 }
 
 /// The incremental collector's state in `GcState`.
@@ -65,6 +69,9 @@ pub(crate) struct IncState {
     /// `Some`: incremental, an increment's old-generation work is sized to
     /// this pause.
     pub(crate) budget: Option<std::time::Duration>,
+    /// A fixed work budget in objects per increment (`Gil::gc_set_increment_work`),
+    /// instead of the one derived from `budget`.
+    pub(crate) work: Option<usize>,
     /// Measured cost of a candidate in an increment (ns), smoothed.
     pub(crate) ns_per_obj: f64,
     /// Some garbage may be outside every suspect's closure (a deferred
@@ -88,7 +95,7 @@ impl IncState {
     pub(crate) fn work_budget(&self, pending: usize) -> usize {
         let per = if self.ns_per_obj > 0.0 { self.ns_per_obj } else { INITIAL_NS_PER_OBJ };
         let ns = self.budget.map_or(0.0, |d| d.as_nanos() as f64);
-        let objs = ((ns / per) as usize).max(MIN_BUDGET_OBJECTS);
+        let objs = self.work.unwrap_or_else(|| ((ns / per) as usize).max(MIN_BUDGET_OBJECTS));
         if pending > 8 * objs {
             pending / 4
         } else {

@@ -1189,7 +1189,7 @@ fn collect_inner(g: Gil<'_>, gen: usize, increment: bool) -> Result<CollectResul
             }
         });
         // Nothing was freed yet, so these holds are never the last reference.
-        let rescued = rescued.into_iter().map(|r| decref(g, r)).count();
+        let rescued = rescued.into_iter().map(|r| release_hold(g, r)).count();
         settle_survivors(g, gen, kept + rescued);
         if unreachable.is_empty() {
             CollectResult::default()
@@ -1269,7 +1269,7 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             // Tracked first: releasing our hold may free it (a garbage
             // object freed earlier in this loop may have held it).
             st(g, |s| track_survivor(s, r, target));
-            decref(g, r);
+            release_hold(g, r);
             continue;
         }
         collected += 1;
@@ -1311,6 +1311,24 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
     }
     st(g, |s| s.counts[0] = s.counts[0].saturating_sub(freed));
     collected
+}
+
+/// Releases the collector's own hold on an object a collection examined
+/// and found alive (it frees the object when that was the last reference:
+/// garbage freed meanwhile may have held it). Unlike `decref`, it does not
+/// make a clean old object a suspect: the hold is the collector's, not an
+/// edge of the program's, and a suspect made at each release would have
+/// every increment find the survivors of the last one waiting again.
+fn release_hold(g: Gil<'_>, r: Raw) {
+    let h = head(r);
+    let c = h.refcnt.get();
+    if c == REFCNT_IMMORTAL {
+        return;
+    }
+    h.refcnt.set(c - 1);
+    if c == 1 {
+        dealloc(g, r);
+    }
 }
 
 /// Releases a reference taken out of a garbage object: a garbage object
@@ -1385,7 +1403,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         garbage_append(g, listed);
         // Each is referred to by another uncollectable object (that is how it
         // got here), now kept by gc.garbage: releasing our hold frees nothing.
-        kept.into_iter().for_each(|r| decref(g, r));
+        kept.into_iter().for_each(|r| release_hold(g, r));
         unreachable.retain(|&r| has_flag(r, FLAG_UNREACHABLE));
     }
     if debug & DEBUG_COLLECTABLE != 0 {
@@ -1487,7 +1505,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
             decref(g, r);
         }
     }
-    resurrected.into_iter().for_each(|r| decref(g, r));
+    resurrected.into_iter().for_each(|r| release_hold(g, r));
     res
 }
 
@@ -1936,6 +1954,35 @@ impl<'i> Gil<'i> {
         Ok(())
     }
 
+    /// Sets the old-generation work of an increment in objects (suspects
+    /// and the objects of their closures), instead of deriving it from the
+    /// pause budget at the measured rate: for tests that want small steps
+    /// and for embedders that prefer a deterministic amount of work.
+    /// `None` goes back to the pause budget. Zero is an `InvalidConfig`
+    /// error. Only incremental mode uses it (see [`Gil::gc_set_pause_budget`]).
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// g.gc_set_increment_work(Some(10_000))?;
+    /// assert!(g.gc_set_increment_work(Some(0)).is_err());
+    /// g.gc_set_increment_work(None)?;
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn gc_set_increment_work(&self, objects: Option<usize>) -> Result<()> {
+        if objects == Some(0) {
+            return Err(Error::InvalidConfig {
+                reason: "increment work of 0 objects: give at least 1, or None to size increments by the pause budget"
+                    .into(),
+            });
+        }
+        st(*self, |s| s.inc.work = objects);
+        Ok(())
+    }
+
     /// The pause budget of automatic old-generation work (`None`:
     /// stop-the-world). See [`Gil::gc_set_pause_budget`].
     pub fn gc_pause_budget(&self) -> Option<std::time::Duration> {
@@ -1947,6 +1994,7 @@ impl<'i> Gil<'i> {
         st(*self, |s| {
             let mut x = s.inc.stats;
             x.pending_suspects = s.gens[SUSPECT].len();
+            x.full_collection_owed = s.inc.incomplete;
             x
         })
     }

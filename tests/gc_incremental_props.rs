@@ -1,0 +1,240 @@
+//! The incremental old generation against a reachability model, with
+//! increments interleaved with random mutation (the write pattern that
+//! breaks incremental collectors: a reference moved from an object not yet
+//! examined to one already examined, edges removed from old objects, handles
+//! to old objects picked up and dropped).
+//!
+//! After every step the objects the kept handles reach are intact (walked
+//! and compared with the model: no live object freed). At the end, with no
+//! more mutation, increments alone (no full collection) bring the heap down
+//! to exactly the live objects unless the collector says a full collection
+//! is owed (a suspect whose closure passed the budget); then a full
+//! collection must. Tiny work budgets (1–8 objects) make increments stop
+//! mid-heap and defer suspects. `PROPTEST_CASES` scales the number of
+//! sequences (default 1,000).
+
+use proptest::prelude::*;
+use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// A new list, kept.
+    New,
+    /// `kept[a].append(kept[b])`.
+    Link(usize, usize),
+    /// `kept[a].pop()`, the popped reference dropped.
+    Unlink(usize),
+    /// `kept[a][k]` picked up as a new kept handle.
+    Pick(usize, usize),
+    /// The handle `kept[a]` dropped.
+    Drop(usize),
+    /// 0: `gc_collect(0)`; 1: an increment (`gc_collect(1)`); 2: a
+    /// checkpoint (an automatic collection when one is due).
+    Collect(u8),
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        3 => Just(Op::New),
+        4 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Op::Link(a, b)),
+        2 => any::<usize>().prop_map(Op::Unlink),
+        2 => (any::<usize>(), any::<usize>()).prop_map(|(a, k)| Op::Pick(a, k)),
+        3 => any::<usize>().prop_map(Op::Drop),
+        3 => (0u8..3).prop_map(Op::Collect),
+    ];
+    proptest::collection::vec(op, 1..120)
+}
+
+/// The model: each node's list contents (node ids, in order) and the nodes
+/// the kept handles name.
+#[derive(Default)]
+struct Model {
+    edges: Vec<Vec<usize>>,
+    kept: Vec<usize>,
+}
+
+impl Model {
+    fn live(&self) -> Vec<bool> {
+        let mut seen = vec![false; self.edges.len()];
+        let mut stack: Vec<usize> = self.kept.clone();
+        while let Some(x) = stack.pop() {
+            if !std::mem::replace(&mut seen[x], true) {
+                stack.extend(self.edges[x].iter().copied());
+            }
+        }
+        seen
+    }
+}
+
+/// Walks the heap from the kept handles beside the model: every reachable
+/// object has the model's contents, and one model node is one object.
+fn check_live(g: Gil<'_>, m: &Model, kept: &[Obj<'_>]) {
+    let mut objs: Vec<Option<Obj<'_>>> = vec![None; m.edges.len()];
+    let mut stack: Vec<(Obj<'_>, usize)> = kept.iter().cloned().zip(m.kept.iter().copied()).collect();
+    while let Some((o, n)) = stack.pop() {
+        if let Some(seen) = &objs[n] {
+            assert!(seen.is(&o), "node {n} is two objects");
+            continue;
+        }
+        assert_eq!(o.len().expect("a list"), m.edges[n].len(), "node {n}'s length");
+        for (k, &c) in m.edges[n].iter().enumerate() {
+            stack.push((o.get_item(k).expect("an item"), c));
+        }
+        objs[n] = Some(o);
+    }
+    let _ = g;
+}
+
+fn tracked(g: Gil<'_>) -> usize {
+    g.gc_generation_sizes().iter().sum()
+}
+
+fn run(ops: &[Op], work: usize, thresholds: (usize, usize)) -> Result<(), TestCaseError> {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let interp = rt.create(InterpreterConfig::isolated()).expect("interpreter");
+    let out = interp
+        .with_gil(|g| -> Result<(), TestCaseError> {
+            // Warm up what a first list may make, then the baseline.
+            drop(g.list(&[]).expect("list"));
+            g.gc_collect(2).expect("collect");
+            let base = tracked(g);
+            g.gc_set_threshold(thresholds.0, thresholds.1, 2);
+            g.gc_set_increment_work(Some(work)).expect("work");
+            let mut m = Model::default();
+            let mut kept: Vec<Obj<'_>> = Vec::new();
+            for op in ops {
+                match *op {
+                    Op::New => {
+                        kept.push(g.list(&[]).expect("list"));
+                        m.edges.push(Vec::new());
+                        m.kept.push(m.edges.len() - 1);
+                    }
+                    Op::Link(a, b) if !kept.is_empty() => {
+                        let (a, b) = (a % kept.len(), b % kept.len());
+                        kept[a].list_append(&kept[b]).expect("append");
+                        m.edges[m.kept[a]].push(m.kept[b]);
+                    }
+                    Op::Unlink(a) if !kept.is_empty() => {
+                        let a = a % kept.len();
+                        let popped = kept[a].list_pop().expect("pop");
+                        prop_assert_eq!(popped.is_some(), m.edges[m.kept[a]].pop().is_some());
+                    }
+                    Op::Pick(a, k) if !kept.is_empty() => {
+                        let a = a % kept.len();
+                        let n = m.kept[a];
+                        if !m.edges[n].is_empty() {
+                            let k = k % m.edges[n].len();
+                            kept.push(kept[a].get_item(k).expect("item"));
+                            m.kept.push(m.edges[n][k]);
+                        }
+                    }
+                    Op::Drop(a) if !kept.is_empty() => {
+                        let a = a % kept.len();
+                        kept.swap_remove(a);
+                        m.kept.swap_remove(a);
+                    }
+                    Op::Collect(0) => {
+                        g.gc_collect(0).expect("collect");
+                    }
+                    Op::Collect(1) => {
+                        g.gc_collect(1).expect("increment");
+                    }
+                    Op::Collect(_) => g.checkpoint().expect("checkpoint"),
+                    _ => {}
+                }
+                check_live(g, &m, &kept);
+            }
+            let live = m.live().iter().filter(|&&l| l).count();
+            // No more mutation: increments until no suspect is left (each
+            // takes or defers at least one, so this ends).
+            for _ in 0..10 * (m.edges.len() + 2) {
+                g.gc_collect(1).expect("increment");
+                if g.gc_incremental_stats().pending_suspects == 0 {
+                    break;
+                }
+            }
+            let s = g.gc_incremental_stats();
+            prop_assert_eq!(s.pending_suspects, 0);
+            if !s.full_collection_owed {
+                prop_assert_eq!(tracked(g) - base, live, "increments alone left garbage ({:?})", s);
+            }
+            check_live(g, &m, &kept);
+            g.gc_collect(2).expect("collect");
+            prop_assert_eq!(tracked(g) - base, live, "a full collection left garbage");
+            prop_assert!(!g.gc_incremental_stats().full_collection_owed);
+            check_live(g, &m, &kept);
+            drop(kept);
+            g.gc_collect(2).expect("collect");
+            prop_assert_eq!(tracked(g), base);
+            Ok(())
+        })
+        .expect("enter");
+    interp.close().expect("close");
+    out
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn increments_free_only_garbage_and_all_of_it(
+        ops in ops(),
+        work in 1usize..9,
+        t0 in 1usize..6,
+        t1 in 1usize..4,
+    ) {
+        run(&ops, work, (t0, t1))?;
+    }
+}
+
+/// A garbage cycle behind a suspect whose closure passes the budget is not
+/// lost: the suspect is deferred, a full collection is owed, and the
+/// automatic one runs once the old generation grew by a quarter.
+#[test]
+fn a_deferred_suspect_owes_a_full_collection_that_runs() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            g.gc_set_increment_work(Some(4)).expect("work");
+            // A chain of 50 lists, the head kept: old after a full collection.
+            let head = g.list(&[]).expect("list");
+            let mut tail = head.clone();
+            for _ in 0..50 {
+                let next = g.list(&[]).expect("list");
+                tail.list_append(&next).expect("append");
+                tail = next;
+            }
+            // The tail refers back to the head: the chain is a cycle.
+            tail.list_append(&head).expect("append");
+            drop(tail);
+            g.gc_collect(2).expect("collect");
+            let before = g.gc_generation_sizes().iter().sum::<usize>();
+            // Dropping the handle makes the head a suspect whose closure
+            // (51 objects) is far above the budget of 4.
+            drop(head);
+            assert_eq!(g.gc_incremental_stats().pending_suspects, 1);
+            g.gc_collect(1).expect("increment");
+            let s = g.gc_incremental_stats();
+            assert_eq!(s.deferred, 1);
+            assert!(s.full_collection_owed);
+            assert_eq!(g.gc_generation_sizes().iter().sum::<usize>(), before, "nothing freed yet");
+            // Grow the old generation by more than a quarter: the automatic
+            // full collection runs and frees the cycle.
+            g.gc_set_threshold(10, 1, 1);
+            let keep = g.list(&[]).expect("list");
+            for _ in 0..200 {
+                keep.list_append(&g.list(&[]).expect("list")).expect("append");
+                g.checkpoint().expect("checkpoint");
+            }
+            let s = g.gc_incremental_stats();
+            assert!(s.full_fallbacks >= 1, "{s:?}");
+            assert!(!s.full_collection_owed);
+            g.gc_collect(1).expect("increment");
+            assert_eq!(g.gc_generation_sizes().iter().sum::<usize>(), before - 51 + 201);
+        })
+        .expect("enter");
+}
