@@ -238,3 +238,25 @@ fn a_deferred_suspect_owes_a_full_collection_that_runs() {
         })
         .expect("enter");
 }
+
+/// Out-of-range budgets are refused with a message that says what to give,
+/// and nothing changes.
+#[test]
+fn out_of_range_budgets_are_errors_that_change_nothing() {
+    use std::time::Duration;
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            let before = g.gc_pause_budget();
+            for bad in [Duration::ZERO, Duration::from_millis(1001)] {
+                let e = g.gc_set_pause_budget(Some(bad)).expect_err("out of range");
+                let text = e.to_string();
+                assert!(text.contains("above zero and at most 1 s") && text.contains("None"), "{text}");
+                assert_eq!(g.gc_pause_budget(), before);
+            }
+            g.gc_set_pause_budget(Some(Duration::from_secs(1))).expect("1 s is allowed");
+            let e = g.gc_set_increment_work(Some(0)).expect_err("zero work");
+            assert!(e.to_string().contains("at least 1"), "{e}");
+        })
+        .expect("enter");
+}

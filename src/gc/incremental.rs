@@ -149,9 +149,9 @@ pub(crate) fn track_survivor(s: &mut GcState, r: Raw, target: usize) {
 /// objects back in their tables) and left for the next increment; when it
 /// is the first of the increment, its closure alone exceeds the budget: it
 /// is marked `FLAG_BIG`, put among the clean and a full collection is owed.
-/// Returns (suspects taken, closure objects added). Runs no user code but
+/// Counts what it did in `IncrementalStats`. Runs no user code but
 /// `Trace::trace` (whose panics `traverse` catches for the caller).
-pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut Vec<Raw>) -> (usize, usize) {
+pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut Vec<Raw>) {
     let uid = uid_of(g);
     let budget = st(g, |s| s.inc.work_budget(s.gens[SUSPECT].len()));
     let (mut work, mut taken, mut added, mut deferred) = (0usize, 0usize, 0usize, 0u64);
@@ -207,7 +207,6 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         s.inc.stats.closure_objects += added as u64;
         s.inc.stats.deferred += deferred;
     });
-    (taken, added)
 }
 
 /// Puts enlisted objects back in their tables (not candidates any more);

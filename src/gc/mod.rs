@@ -1189,8 +1189,10 @@ fn collect_inner(g: Gil<'_>, gen: usize, increment: bool) -> Result<CollectResul
             }
         });
         // Nothing was freed yet, so these holds are never the last reference.
-        let rescued = rescued.into_iter().map(|r| release_hold(g, r)).count();
-        settle_survivors(g, gen, kept + rescued);
+        settle_survivors(g, gen, kept + rescued.len());
+        for r in rescued {
+            release_ref(g, r);
+        }
         if unreachable.is_empty() {
             CollectResult::default()
         } else {
@@ -1269,7 +1271,7 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             // Tracked first: releasing our hold may free it (a garbage
             // object freed earlier in this loop may have held it).
             st(g, |s| track_survivor(s, r, target));
-            release_hold(g, r);
+            release_ref(g, r);
             continue;
         }
         collected += 1;
@@ -1311,24 +1313,6 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
     }
     st(g, |s| s.counts[0] = s.counts[0].saturating_sub(freed));
     collected
-}
-
-/// Releases the collector's own hold on an object a collection examined
-/// and found alive (it frees the object when that was the last reference:
-/// garbage freed meanwhile may have held it). Unlike `decref`, it does not
-/// make a clean old object a suspect: the hold is the collector's, not an
-/// edge of the program's, and a suspect made at each release would have
-/// every increment find the survivors of the last one waiting again.
-fn release_hold(g: Gil<'_>, r: Raw) {
-    let h = head(r);
-    let c = h.refcnt.get();
-    if c == REFCNT_IMMORTAL {
-        return;
-    }
-    h.refcnt.set(c - 1);
-    if c == 1 {
-        dealloc(g, r);
-    }
 }
 
 /// Releases a reference taken out of a garbage object: a garbage object
@@ -1403,7 +1387,9 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
         garbage_append(g, listed);
         // Each is referred to by another uncollectable object (that is how it
         // got here), now kept by gc.garbage: releasing our hold frees nothing.
-        kept.into_iter().for_each(|r| release_hold(g, r));
+        kept.into_iter().for_each(|r| {
+            release_ref(g, r);
+        });
         unreachable.retain(|&r| has_flag(r, FLAG_UNREACHABLE));
     }
     if debug & DEBUG_COLLECTABLE != 0 {
@@ -1505,7 +1491,9 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
             decref(g, r);
         }
     }
-    resurrected.into_iter().for_each(|r| release_hold(g, r));
+    resurrected.into_iter().for_each(|r| {
+        release_ref(g, r);
+    });
     res
 }
 

@@ -398,19 +398,35 @@ pub(crate) fn incref(r: Raw) {
 /// An immortal object's count does not move.
 #[inline(always)]
 pub(crate) fn decref(g: Gil<'_>, r: Raw) {
-    let h = head(r);
-    let c = h.refcnt.get();
-    if c == REFCNT_IMMORTAL {
-        return;
-    }
-    h.refcnt.set(c - 1);
-    if c == 1 {
-        super::dealloc(g, r);
-    } else if h.flags.get() & FLAG_GC != 0 && gc_head(r).slot.get() & (TAG_MASK | SLOT_COLLECTING) == TAG_OLD {
+    if release_ref(g, r)
+        && head(r).flags.get() & FLAG_GC != 0
+        && gc_head(r).slot.get() & (TAG_MASK | SLOT_COLLECTING) == TAG_OLD
+    {
         // A clean old object lost a reference and lives on: it may now be
         // part of a garbage cycle, so the next increment examines it.
         super::suspect(g, r);
     }
+}
+
+/// `decref` without the suspect bookkeeping: releases one reference, frees
+/// at zero; true when the object lives on with one reference less. The
+/// collector releases its own holds on survivors with it: the hold is the
+/// collector's, not an edge of the program's, and a suspect made at each
+/// release would have every increment find the last one's survivors
+/// waiting again.
+#[inline(always)]
+pub(crate) fn release_ref(g: Gil<'_>, r: Raw) -> bool {
+    let h = head(r);
+    let c = h.refcnt.get();
+    if c == REFCNT_IMMORTAL {
+        return false;
+    }
+    h.refcnt.set(c - 1);
+    if c == 1 {
+        super::dealloc(g, r);
+        return false;
+    }
+    true
 }
 
 fn inline_data(r: Raw) -> *mut u8 {
