@@ -260,3 +260,61 @@ fn out_of_range_budgets_are_errors_that_change_nothing() {
         })
         .expect("enter");
 }
+
+/// Garbage behind suspects is freed within two rounds even while a program
+/// keeps making new suspects faster than an increment's budget examines
+/// them (the pattern under which newest-first order would leave the oldest
+/// suspects, and the garbage behind them, waiting for ever).
+#[test]
+fn garbage_is_freed_within_two_rounds_under_a_steady_inflow_of_suspects() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            g.gc_set_increment_work(Some(8)).expect("work");
+            // A live heap of 200 lists in one kept list.
+            let live = g.list(&[]).expect("list");
+            for _ in 0..200 {
+                live.list_append(&g.list(&[]).expect("list")).expect("append");
+            }
+            // 50 two-list cycles, their heads in a holder list.
+            let holder = g.list(&[]).expect("list");
+            for _ in 0..50 {
+                let a = g.list(&[]).expect("list");
+                let b = g.list(std::slice::from_ref(&a)).expect("list");
+                a.list_append(&b).expect("append");
+                holder.list_append(&a).expect("append");
+            }
+            g.gc_collect(2).expect("collect"); // everything old and clean
+            let with_garbage = g.gc_generation_sizes().iter().sum::<usize>();
+            // Popping the heads makes each a suspect, and each cycle garbage.
+            for _ in 0..50 {
+                assert!(holder.list_pop().expect("pop").is_some());
+            }
+            let s0 = g.gc_incremental_stats();
+            assert_eq!(s0.pending_suspects, 50);
+            let mut freed_at = None;
+            let mut j = 0;
+            for step in 0..400 {
+                // Ten live lists lose a reference each (a handle picked up
+                // and dropped): ten new suspects, above the budget of 8.
+                for _ in 0..10 {
+                    drop(live.get_item(j % 200).expect("item"));
+                    j += 1;
+                }
+                g.gc_collect(1).expect("increment");
+                let s = g.gc_incremental_stats();
+                let tracked = g.gc_generation_sizes().iter().sum::<usize>();
+                if tracked == with_garbage - 100 {
+                    freed_at = Some((step, s.rounds - s0.rounds));
+                    break;
+                }
+                assert!(s.rounds - s0.rounds < 2, "two rounds began and garbage is left: {s:?}");
+            }
+            let (step, rounds) = freed_at.expect("all 50 cycles freed within 400 increments");
+            assert!(rounds <= 2, "freed after {step} increments, in round {rounds}");
+            let s = g.gc_incremental_stats();
+            assert_eq!((s.deferred, s.full_fallbacks), (0, 0), "increments alone freed it: {s:?}");
+            drop((live, holder));
+        })
+        .expect("enter");
+}

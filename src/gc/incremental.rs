@@ -47,6 +47,10 @@ pub struct IncrementalStats {
     pub suspects_examined: u64,
     /// Clean old objects pulled into increments by the suspects' closures.
     pub closure_objects: u64,
+    /// Rounds begun. A round is the suspects waiting when it begins, taken
+    /// one after the other; each is examined (or deferred) before the next
+    /// round begins, and a suspect made during a round is in the next one.
+    pub rounds: u64,
     /// Suspects whose closure alone was larger than the budget: put back
     /// among the clean, owing a full collection (see `full_fallbacks`).
     pub deferred: u64,
@@ -77,6 +81,12 @@ pub(crate) struct IncState {
     /// Some garbage may be outside every suspect's closure (a deferred
     /// suspect, a trace that panicked): a full collection is owed.
     pub(crate) incomplete: bool,
+    /// The current round: the suspects at indexes below `cursor` in their
+    /// table, taken from the top down. A suspect made meanwhile is pushed
+    /// above it (the next round); a removal moves the table's last object
+    /// into the hole, which keeps every member of the round below the
+    /// cursor until it is taken (see `next_suspect`).
+    pub(crate) cursor: usize,
     pub(crate) stats: IncrementalStats,
 }
 
@@ -173,9 +183,16 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         added += cands.len() - mark;
         set_flag(y, FLAG_SCANNED, true);
     }
-    // Then suspects, newest first, each with its closure.
-    while work < budget {
-        let Some(r) = st(g, |s| s.gens[SUSPECT].last().copied()) else { break };
+    // Then suspects, in rounds, each with its closure. The first suspect of
+    // an increment gets a whole budget of its own, whatever the young
+    // closures took: only a suspect whose closure alone exceeds the budget
+    // is deferred, and every increment examines at least one suspect (so a
+    // round ends within as many increments as it has suspects).
+    loop {
+        if taken > 0 && work >= budget {
+            break;
+        }
+        let Some(r) = next_suspect(g) else { break };
         if has_flag(r, FLAG_BIG) {
             st(g, |s| {
                 s.untrack(r);
@@ -186,20 +203,26 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
             work += 1;
             continue;
         }
+        let first = taken == 0;
+        let limit = if first { work + budget } else { budget };
         let mark = cands.len();
         enlist(g, r, cands);
         work += 1;
-        if expand(g, uid, r, cands, stack, &mut work, budget) {
+        if expand(g, uid, r, cands, stack, &mut work, limit) {
             taken += 1;
             added += cands.len() - mark - 1;
             continue;
         }
         // Undo this suspect's closure: each object back in its table. The
-        // first of the increment is too big for any: deferred.
-        let first = taken == 0;
+        // first of the increment is too big for any: deferred. Another is
+        // put back as the next of its round, the first of the next increment.
         undo(g, &cands[mark..], first.then_some(r));
         cands.truncate(mark);
-        deferred += u64::from(first);
+        if first {
+            deferred += 1;
+        } else {
+            st(g, |s| suspect_to_front(s, r));
+        }
         break;
     }
     st(g, |s| {
@@ -207,6 +230,49 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         s.inc.stats.closure_objects += added as u64;
         s.inc.stats.deferred += deferred;
     });
+}
+
+/// The next suspect of the round, still in its table (the caller takes it
+/// out), starting a new round when the last one is done. Taking the object
+/// below the cursor and then lowering the cursor keeps the round's invariant:
+/// a removal from the table moves its last object into the hole, and that
+/// object is either in the round already (the table ends below the cursor)
+/// or above the cursor, where it lands back when the taken one leaves.
+fn next_suspect(g: Gil<'_>) -> Option<Raw> {
+    st(g, |s| {
+        let len = s.gens[SUSPECT].len();
+        if len == 0 {
+            return None;
+        }
+        s.inc.cursor = s.inc.cursor.min(len);
+        if s.inc.cursor == 0 {
+            s.inc.cursor = len;
+            s.inc.stats.rounds += 1;
+        }
+        s.inc.cursor -= 1;
+        Some(s.gens[SUSPECT][s.inc.cursor])
+    })
+}
+
+/// Moves `r`, a suspect just put back in its table (pushed after the
+/// round's members), to the round's next place and sets the cursor just
+/// above it: it is the first suspect of the next increment. The object it
+/// swaps with stays above the cursor; suspects of its closure put back
+/// after it may land above the cursor too, in the next round (they are in
+/// the closure `r`'s next examination takes).
+fn suspect_to_front(s: &mut GcState, r: Raw) {
+    let tag = SUSPECT + 1;
+    let i = gc_head(r).slot.get() >> SLOT_SHIFT;
+    let t = &mut s.gens[SUSPECT];
+    debug_assert!(gc_head(r).slot.get() & TAG_MASK == tag && t[i] == r, "r is a suspect in its table");
+    // The table may have shrunk below the cursor while the closure was
+    // enlisted: then `r` is inside the round already, the next one taken
+    // once the cursor is lowered to it.
+    let at = s.inc.cursor.min(i);
+    t.swap(at, i);
+    gc_head(t[i]).slot.set((i << SLOT_SHIFT) | tag);
+    gc_head(r).slot.set((at << SLOT_SHIFT) | tag);
+    s.inc.cursor = at + 1;
 }
 
 /// Puts enlisted objects back in their tables (not candidates any more);
