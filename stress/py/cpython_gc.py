@@ -43,14 +43,21 @@ class Pauses:
         self.pauses = []
         self.collected = 0
         self.full = 0
+        # Per generation: [count, total ms, max ms].
+        self.by_gen = [[0, 0.0, 0.0] for _ in range(3)]
 
     def __call__(self, phase, info):
         now = time.perf_counter()
         if phase == "start":
             self.start = now
         else:
-            self.pauses.append([self.start - self.t0, (now - self.start) * 1e3])
+            ms = (now - self.start) * 1e3
+            self.pauses.append([self.start - self.t0, ms])
             self.collected += info.get("collected", 0)
+            g = self.by_gen[min(info.get("generation", 0), 2)]
+            g[0] += 1
+            g[1] += ms
+            g[2] = max(g[2], ms)
             self.full += info.get("generation") == 2
 
 
@@ -152,6 +159,9 @@ def garbage_live(pairs, n, every=10_000):
         "loop_s": loop_s,
         "collected": p.collected,
         "full": p.full,
+        "gen1_pause_ms_mean": p.by_gen[1][1] / max(p.by_gen[1][0], 1),
+        "gen1_pause_ms_max": p.by_gen[1][2],
+        "full_pause_ms_max": p.by_gen[2][2],
         "live_objects": live_objects,
         "rss_before": rss0,
         "rss_built": rss_built,

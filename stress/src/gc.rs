@@ -176,6 +176,9 @@ struct GarbageLive {
     pending_max: f64,
     /// Full (generation-2) collections during the loop.
     full: f64,
+    /// The loop's pauses by the generation collected (generation 1: the
+    /// increments in incremental mode).
+    by_gen: [subinterp::GenPauses; 3],
     /// The incremental collector's counters after the loop.
     inc: subinterp::IncrementalStats,
 }
@@ -227,6 +230,7 @@ fn garbage_live(g: Gil<'_>, pairs: usize, n: usize) -> GarbageLive {
         left: left as f64,
         pending_max: pending_max.max(left) as f64,
         full: pause_stats.by_generation[2].count as f64,
+        by_gen: pause_stats.by_generation,
         inc,
     }
 }
@@ -580,6 +584,15 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
             Some(reference(&py_gl, &|r| r.pauses.len() as f64)),
         );
         s.add(r, &k("full_collections"), "count", 0, gl.full, None, Some(measured(pyv(&["garbage_live", "full"]))));
+        let [_, g1, g2] = gl.by_gen;
+        let mean = |g: subinterp::GenPauses| ms_of(g.total) / g.count.max(1) as f64;
+        for (name, ours) in [
+            ("gen1_pause_ms_mean", mean(g1)),
+            ("gen1_pause_ms_max", ms_of(g1.max)),
+            ("full_pause_ms_max", ms_of(g2.max)),
+        ] {
+            s.add(r, &k(name), "ms", 3, ours, None, Some(measured(pyv(&["garbage_live", name]))));
+        }
         let growth = mib(run.rss_peak.saturating_sub(gl.rss_before) as f64);
         s.add(r, &k("rss_growth_mb"), "MiB", 1, growth, None, Some(measured(py_gl_growth)));
         let heap = mib(gl.rss_built.saturating_sub(gl.rss_before) as f64);
