@@ -565,6 +565,10 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         (Some(a), Some(b)) => Some(mib(a - b)),
         _ => None,
     };
+    let py_gl_loop = match (pyv(&["garbage_live", "rss_peak"]), pyv(&["garbage_live", "rss_built"])) {
+        (Some(a), Some(b)) => Some(mib(a - b)),
+        _ => None,
+    };
     s.add(r, "garbage_live_iterations", "count", 0, n_replace as f64, None, None);
     for (pfx, gl) in [("garbage_live", &gl_inc), ("garbage_live_stw", &gl_stw)] {
         let run = &gl.run;
@@ -597,6 +601,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         s.add(r, &k("rss_growth_mb"), "MiB", 1, growth, None, Some(measured(py_gl_growth)));
         let heap = mib(gl.rss_built.saturating_sub(gl.rss_before) as f64);
         s.add(r, &k("rss_heap_mb"), "MiB", 1, heap, None, Some(measured(py_gl_heap)));
+        let in_loop = mib(run.rss_peak.saturating_sub(gl.rss_built) as f64);
+        s.add(r, &k("rss_loop_growth_mb"), "MiB", 1, in_loop, None, Some(measured(py_gl_loop)));
         s.add(r, &k("left_objects"), "objects", 0, gl.left, None, Some(measured(pyv(&["garbage_live", "left"]))));
         s.add(
             r,
@@ -660,7 +666,9 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         "garbage_live: a live heap of {LIVE_PAIRS} two-list cycles (10^6 lists) in one kept list, then {n_replace} iterations \
          each putting a new cycle at live[(i * {STRIDE}) % {LIVE_PAIRS}] (the old one becomes garbage among old objects), a \
          checkpoint after each, in a fresh interpreter: incremental collector (default budget) and stop-the-world \
-         (_stw); rss growth: peak RSS over the loop minus RSS before the heap was built; left/pending: tracked objects beyond \
+         (_stw); rss growth: peak RSS over the loop minus RSS before the heap was built (heap: after it was built minus before; \
+         loop growth: peak minus after; memory freed by the earlier loops and kept by the allocator is reused, so the earlier \
+         run of the two pays more); left/pending: tracked objects beyond \
          the live ones at the end and at most at a sample every {SAMPLE_EVERY} iterations (CPython: 2 per iteration minus \
          what gc.callbacks reported collected)."
     ));
@@ -668,8 +676,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         "request: the same live heap, then {WARMUP_REQUESTS} untimed and {n_requests} timed requests (a request dict and a \
          response dict referring to each other, 3 str/int entries, a list of 8 one-int lists, all dropped; a checkpoint \
          after each, in the request's time), in a fresh interpreter each: incremental, stop-the-world (_stw), collector off \
-         (_nogc, its cyclic garbage accumulates: the RSS growth); ratio: p99 over _nogc's p99. CPython: gc enabled / \
-         gc.disable(), perf_counter_ns around each request."
+         (_nogc, its cyclic garbage accumulates: the RSS growth; its slower p99 is probably that growth's cost); ratio: \
+         p99 (p99.9) over _nogc's. CPython: gc enabled / gc.disable(), perf_counter_ns around each request."
     ));
 
     let mut runs = vec![("subinterp: survivors loop".to_string(), surv.pauses.clone())];
