@@ -667,8 +667,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
          each putting a new cycle at live[(i * {STRIDE}) % {LIVE_PAIRS}] (the old one becomes garbage among old objects), a \
          checkpoint after each, in a fresh interpreter: incremental collector (default budget) and stop-the-world \
          (_stw); rss growth: peak RSS over the loop minus RSS before the heap was built (heap: after it was built minus before; \
-         loop growth: peak minus after; memory freed by the earlier loops and kept by the allocator is reused, so the earlier \
-         run of the two pays more); left/pending: tracked objects beyond \
+         loop growth: peak minus after, the steadier figure: the same heap's RSS was seen anywhere from 30 to 52 MiB \
+         between runs, in either mode and order, as the allocator reuses what the earlier loops freed); left/pending: tracked objects beyond \
          the live ones at the end and at most at a sample every {SAMPLE_EVERY} iterations (CPython: 2 per iteration minus \
          what gc.callbacks reported collected)."
     ));
