@@ -318,3 +318,58 @@ fn garbage_is_freed_within_two_rounds_under_a_steady_inflow_of_suspects() {
         })
         .expect("enter");
 }
+
+/// An increment stays within its work budget: the young candidates, the
+/// suspects and their closures together, plus at most one closure budget
+/// for the first suspect (here the same fixed budget); the budget is a
+/// quarter of the waiting suspects once they exceed eight budgets.
+#[test]
+fn an_increment_takes_at_most_its_budget_plus_one_closure() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            let work = 50;
+            g.gc_set_increment_work(Some(work)).expect("work");
+            // 1,000 old two-list cycles held in a list, then made garbage:
+            // 1,000 suspects, each with a closure of one.
+            let holder = g.list(&[]).expect("list");
+            for _ in 0..1000 {
+                let a = g.list(&[]).expect("list");
+                let b = g.list(std::slice::from_ref(&a)).expect("list");
+                a.list_append(&b).expect("append");
+                holder.list_append(&a).expect("append");
+            }
+            g.gc_collect(2).expect("collect");
+            while holder.list_pop().expect("pop").is_some() {}
+            let mut before = g.gc_incremental_stats();
+            assert_eq!(before.pending_suspects, 1000);
+            let mut increments = 0;
+            let mut saw_backlog_budget = false;
+            while g.gc_incremental_stats().pending_suspects > 0 {
+                let pending = g.gc_incremental_stats().pending_suspects;
+                let budget = if pending > 8 * work { pending / 4 } else { work };
+                saw_backlog_budget |= budget > work;
+                // One young object in each increment, counted too.
+                let young = g.list(&[]).expect("list");
+                g.gc_collect(1).expect("increment");
+                drop(young);
+                let s = g.gc_incremental_stats();
+                let took =
+                    (s.suspects_examined - before.suspects_examined) + (s.closure_objects - before.closure_objects);
+                assert!(took >= 1, "every increment examines a suspect: {s:?}");
+                assert!(
+                    took < (budget + work) as u64,
+                    "{took} old objects (and one young) in one increment of budget {budget}"
+                );
+                if budget == work && 2 * pending >= work {
+                    assert!(took + 1 >= work as u64 / 2, "an increment uses its budget: {took} of {budget}");
+                }
+                before = s;
+                increments += 1;
+                assert!(increments <= 1000, "the suspects drain");
+            }
+            assert!(saw_backlog_budget, "1,000 suspects are more than eight budgets of 50");
+            assert_eq!(g.gc_generation_sizes().iter().sum::<usize>(), 1, "only the holder is left");
+        })
+        .expect("enter");
+}

@@ -76,8 +76,12 @@ pub(crate) struct IncState {
     /// A fixed work budget in objects per increment (`Gil::gc_set_increment_work`),
     /// instead of the one derived from `budget`.
     pub(crate) work: Option<usize>,
-    /// Measured cost of a candidate in an increment (ns), smoothed.
+    /// Measured cost of a candidate that survives an increment (ns),
+    /// smoothed; 0 until measured.
     pub(crate) ns_per_obj: f64,
+    /// Measured extra cost of a candidate the increment frees (ns: its
+    /// finalization, clearing and deallocation), smoothed; 0 until measured.
+    pub(crate) ns_per_freed: f64,
     /// Some garbage may be outside every suspect's closure (a deferred
     /// suspect, a trace that panicked): a full collection is owed.
     pub(crate) incomplete: bool,
@@ -91,21 +95,24 @@ pub(crate) struct IncState {
 }
 
 /// Candidates below which an increment's budget never goes (the measured
-/// rate may be pessimistic after one slow step).
+/// rates may be pessimistic after one slow step).
 const MIN_BUDGET_OBJECTS: usize = 1024;
-/// Until an increment has been timed: a pessimistic cost per object.
-const INITIAL_NS_PER_OBJ: f64 = 40.0;
+/// Until measured: pessimistic costs of a surviving candidate and of the
+/// extra work for a freed one (about twice what a 2-core VM measures).
+const INITIAL_NS_PER_OBJ: f64 = 20.0;
+const INITIAL_NS_PER_FREED: f64 = 80.0;
 
 impl IncState {
-    /// How many old objects (suspects and their closures) an increment may
-    /// examine: the budget at the measured rate, but at least a quarter of
-    /// the waiting suspects once they exceed eight budgets, so that the
-    /// backlog (and the garbage in it) cannot grow without bound when the
-    /// program makes suspects faster than the budget examines them.
+    /// How many candidates (young objects, suspects and their closures) an
+    /// increment may take: the budget at the measured rates, every
+    /// candidate costed as if the increment freed it (a bound, not a
+    /// target: an increment that frees nothing takes a fraction of its
+    /// budget), but at least a quarter of the waiting suspects once they
+    /// exceed eight budgets, so that the backlog (and the garbage in it)
+    /// cannot grow without bound when the program makes suspects faster
+    /// than increments examine them.
     pub(crate) fn work_budget(&self, pending: usize) -> usize {
-        let per = if self.ns_per_obj > 0.0 { self.ns_per_obj } else { INITIAL_NS_PER_OBJ };
-        let ns = self.budget.map_or(0.0, |d| d.as_nanos() as f64);
-        let objs = self.work.unwrap_or_else(|| ((ns / per) as usize).max(MIN_BUDGET_OBJECTS));
+        let objs = self.work.unwrap_or_else(|| self.objects_in(self.survivor_ns() + self.freed_ns()));
         if pending > 8 * objs {
             pending / 4
         } else {
@@ -113,13 +120,53 @@ impl IncState {
         }
     }
 
-    /// Folds an increment's measured cost into the rate.
-    pub(crate) fn observe(&mut self, ns: f64, objects: usize) {
+    /// The closure a single suspect may have and still be examined: the
+    /// budget at the survivors' rate (a closure is mostly live: a suspect
+    /// that is garbage with a huge closure is left to the owed full
+    /// collection). With a fixed work budget, that budget.
+    pub(crate) fn closure_budget(&self) -> usize {
+        self.work.unwrap_or_else(|| self.objects_in(self.survivor_ns()))
+    }
+
+    fn survivor_ns(&self) -> f64 {
+        if self.ns_per_obj > 0.0 {
+            self.ns_per_obj
+        } else {
+            INITIAL_NS_PER_OBJ
+        }
+    }
+
+    fn freed_ns(&self) -> f64 {
+        if self.ns_per_freed > 0.0 {
+            self.ns_per_freed
+        } else {
+            INITIAL_NS_PER_FREED
+        }
+    }
+
+    fn objects_in(&self, per: f64) -> usize {
+        let ns = self.budget.map_or(0.0, |d| d.as_nanos() as f64);
+        ((ns / per) as usize).max(MIN_BUDGET_OBJECTS)
+    }
+
+    /// Folds an increment's measured cost (`ns` for `objects` candidates of
+    /// which `freed` were freed) into the rates: an increment that freed
+    /// almost nothing measures the survivors' rate, one that freed many the
+    /// extra cost of a freed candidate over it. A rate that turns out
+    /// higher is taken at once, a lower one smoothed in.
+    pub(crate) fn observe(&mut self, ns: f64, objects: usize, freed: usize) {
+        fn fold(old: &mut f64, x: f64) {
+            *old = if *old <= 0.0 || x > *old { x } else { 0.75 * *old + 0.25 * x };
+        }
         if objects < 256 {
             return; // too small to time
         }
-        let x = ns / objects as f64;
-        self.ns_per_obj = if self.ns_per_obj > 0.0 { 0.75 * self.ns_per_obj + 0.25 * x } else { x };
+        if freed < objects / 16 {
+            fold(&mut self.ns_per_obj, ns / objects as f64);
+        } else if freed >= 256 {
+            let rest = ns - self.survivor_ns() * objects as f64;
+            fold(&mut self.ns_per_freed, (rest / freed as f64).max(1.0));
+        }
     }
 }
 
@@ -163,14 +210,16 @@ pub(crate) fn track_survivor(s: &mut GcState, r: Raw, target: usize) {
 /// `Trace::trace` (whose panics `traverse` catches for the caller).
 pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut Vec<Raw>) {
     let uid = uid_of(g);
-    let budget = st(g, |s| s.inc.work_budget(s.gens[SUSPECT].len()));
-    let (mut work, mut taken, mut added, mut deferred) = (0usize, 0usize, 0usize, 0u64);
+    let (budget, closure_budget) = st(g, |s| (s.inc.work_budget(s.gens[SUSPECT].len()), s.inc.closure_budget()));
+    // The young candidates count against the budget (the cadence rule in
+    // `run_scheduled` keeps them a fraction of it).
+    let (mut work, mut taken, mut added, mut deferred) = (cands.len(), 0usize, 0usize, 0u64);
     // The young candidates' closures first: a young survivor whose closure
     // was examined goes to the clean old table, not among the suspects (the
     // commonest survivor, an object that refers to nothing old or only to
-    // candidates, costs one look). Only the old objects added count against
-    // the budget; a young object whose closure would pass it is undone and
-    // its survivor becomes a suspect, as every young one after it.
+    // candidates, costs one look). A young object whose closure would pass
+    // the budget is undone and its survivor becomes a suspect, as every
+    // young one after it.
     let young = cands.len();
     for i in 0..young {
         let y = cands[i];
@@ -184,10 +233,11 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         set_flag(y, FLAG_SCANNED, true);
     }
     // Then suspects, in rounds, each with its closure. The first suspect of
-    // an increment gets a whole budget of its own, whatever the young
-    // closures took: only a suspect whose closure alone exceeds the budget
-    // is deferred, and every increment examines at least one suspect (so a
-    // round ends within as many increments as it has suspects).
+    // an increment gets a closure budget of its own, whatever the young
+    // closures took: only a suspect whose closure alone exceeds it is
+    // deferred, and every increment examines at least one suspect (so a
+    // round ends within as many increments as it has suspects). An
+    // increment is thus at most the budget plus one closure budget.
     loop {
         if taken > 0 && work >= budget {
             break;
@@ -204,7 +254,7 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
             continue;
         }
         let first = taken == 0;
-        let limit = if first { work + budget } else { budget };
+        let limit = if first { work + closure_budget.max(budget) } else { budget };
         let mark = cands.len();
         enlist(g, r, cands);
         work += 1;

@@ -1025,7 +1025,7 @@ fn collect(g: Gil<'_>, gen: usize, cause: Cause) -> Result<CollectResult> {
             s.pauses.record(cause == Cause::Automatic, gen, d);
             if increment {
                 let n = s.inc_work;
-                s.inc.observe(d.as_nanos() as f64, n);
+                s.inc.observe(d.as_nanos() as f64, n, res.collected);
             }
         });
     }
@@ -1571,7 +1571,18 @@ pub(crate) fn run_scheduled(g: Gil<'_>) {
         // increment, and a full collection runs only when one is owed
         // (`incomplete`) and the old generation grew by a quarter.
         let full_ok = s.long_lived_pending > s.long_lived_total / 4 && (s.inc.budget.is_none() || s.inc.incomplete);
-        let gen = (0..3).rev().find(|&i| s.counts[i] > s.thresholds[i] && (i != GEN2 || full_ok));
+        let mut gen = (0..3).rev().find(|&i| s.counts[i] > s.thresholds[i] && (i != GEN2 || full_ok));
+        // Incremental: an increment instead of a young collection once the
+        // work it would find (suspects waiting, generation 1's objects)
+        // passes half a budget, so that increments come as often as the
+        // program makes work for them, each about one budget, rather than
+        // rarely and large (see docs/gc.md, "Cadence").
+        if gen == Some(0) && s.inc.budget.is_some() {
+            let owed = s.gens[SUSPECT].len() + s.gens[1].len();
+            if owed > s.inc.work_budget(s.gens[SUSPECT].len()) / 2 {
+                gen = Some(1);
+            }
+        }
         if gen == Some(GEN2) && s.inc.budget.is_some() {
             s.inc.stats.full_fallbacks += 1;
         }

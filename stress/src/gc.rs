@@ -412,6 +412,16 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     let alone = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
     let surv = alone.with_gil(|g| survivors(g, 1_000_000)).expect("enter the interpreter");
     alone.close().expect("close");
+    // The same loop with the stop-the-world collector (CPython 3.13's
+    // automatic full collections), in a fresh interpreter.
+    let alone = rt.create(InterpreterConfig::isolated()).expect("create an interpreter");
+    let surv_stw = alone
+        .with_gil(|g| {
+            g.gc_set_pause_budget(None).expect("stop-the-world");
+            survivors(g, 1_000_000)
+        })
+        .expect("enter the interpreter");
+    alone.close().expect("close");
 
     // The live-heap loops: 10^6 live lists whatever the duration, the
     // iterations scaled with it (full at --duration 1).
@@ -517,6 +527,25 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         "ms",
         2,
         surv.loop_s * 1e3,
+        Some(ctl_surv_ms),
+        Some(reference(&py_surv, &|r| r.loop_s * 1e3)),
+    );
+    s.add(
+        r,
+        "survivors_1e6_stw_pause_share_pct",
+        "%",
+        2,
+        share_pct(&surv_stw),
+        None,
+        Some(reference(&py_surv, &share_pct)),
+    );
+    s.add(r, "survivors_1e6_stw_pause_ms_max", "ms", 3, pmax(&surv_stw), None, Some(reference(&py_surv, &pmax)));
+    s.add(
+        r,
+        "survivors_1e6_stw_loop_ms",
+        "ms",
+        2,
+        surv_stw.loop_s * 1e3,
         Some(ctl_surv_ms),
         Some(reference(&py_surv, &|r| r.loop_s * 1e3)),
     );
@@ -656,7 +685,7 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     s.add(r, "request_p999_ratio", "x", 2, rq_inc.q(99.9) / rq_off.q(99.9), None, Some(measured(py_ratio999)));
     s.finish(r);
     report.notes.push(
-        "survivors: 10^6 new lists appended to one kept list, automatic collection at a checkpoint after each; churn: two-list \
+        "survivors: 10^6 new lists appended to one kept list, automatic collection at a checkpoint after each (_stw: the same with gc_set_pause_budget(None), stop-the-world as CPython 3.13); churn: two-list \
          cycles dropped at once beside an old generation growing to 200,000 lists. control: the same allocations as plain Boxes, \
          no collector. CPython: the same loops on one thread (stress/py/cpython_gc.py), pauses from gc.callbacks."
             .to_string(),
