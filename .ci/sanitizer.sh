@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 # Every integration test binary (all of them touch the heap, the GIL or close;
 # trybuild only compiles, loom needs its own cfg, and ulimit runs its cases
 # under `ulimit -v`, which the sanitizer's shadow memory cannot live with).
-TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil gc gc_api gc_props gc_user_code_props soundness
+TESTS=(mem_api mem_fragmentation mem_props registry lifecycle gil gc gc_api gc_props gc_incremental_props gc_user_code_props soundness
     objects heap_buffers module_import module_isolation module_table module_objects api_state_machine audit code_extra codecs)
 TEST_ARGS=()
 for t in "${TESTS[@]}"; do TEST_ARGS+=(--test "$t"); done

@@ -373,3 +373,37 @@ fn an_increment_takes_at_most_its_budget_plus_one_closure() {
         })
         .expect("enter");
 }
+
+/// Cadence: once the work waiting for an increment (suspects, generation
+/// 1) passes half a budget, the next automatic collection is an increment,
+/// although generation 1's count is far below its threshold.
+#[test]
+fn waiting_work_brings_the_next_increment_forward() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            g.gc_set_increment_work(Some(100)).expect("work");
+            g.gc_set_threshold(50, 1000, 10);
+            let holder = g.list(&[]).expect("list");
+            for _ in 0..60 {
+                holder.list_append(&g.list(&[]).expect("list")).expect("append");
+            }
+            g.gc_collect(2).expect("collect");
+            // 60 suspects: more than half the budget of 100.
+            for i in 0..60 {
+                drop(holder.get_item(i).expect("item"));
+            }
+            let before = g.gc_incremental_stats();
+            assert_eq!(before.pending_suspects, 60);
+            let young = g.gc_stats()[0].collections;
+            let mut kept = Vec::new();
+            while g.gc_incremental_stats().increments == before.increments {
+                kept.push(g.list(&[]).expect("list"));
+                g.checkpoint().expect("checkpoint");
+                assert!(kept.len() < 200, "an increment within the first automatic collections");
+            }
+            assert_eq!(g.gc_stats()[0].collections, young, "the first automatic collection was the increment");
+            assert!(g.gc_incremental_stats().pending_suspects < 60, "the increment took suspects");
+        })
+        .expect("enter");
+}
