@@ -374,9 +374,10 @@ fn an_increment_takes_at_most_its_budget_plus_one_closure() {
         .expect("enter");
 }
 
-/// Cadence: once the work waiting for an increment (suspects, generation
-/// 1) passes half a budget, the next automatic collection is an increment,
-/// although generation 1's count is far below its threshold.
+/// Cadence: once the work waiting for an increment (the suspects and
+/// generation 1's objects) passes half a budget, the next automatic
+/// collection is an increment, although generation 1's count is far below
+/// its threshold.
 #[test]
 fn waiting_work_brings_the_next_increment_forward() {
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
