@@ -45,8 +45,12 @@ use crate::mem::{InterpHeap, SMALL_REQUEST_THRESHOLD};
 /// hashing or comparing the key.
 pub(crate) const MAX_KEY_DEPTH: usize = 1000;
 
-/// Smallest table: 8 index slots, 5 entries (CPython's `PyDict_LOG_MINSIZE`).
-const LOG_MIN: u8 = 3;
+/// Smallest table: 2 index slots, 1 entry (CPython starts at 8 slots and 5
+/// entries, `PyDict_LOG_MINSIZE`; a dict or instance with one or two keys is
+/// the commonest, and a small table keeps it below CPython's bytes). A table
+/// grows by at least doubling, so the extra rebuilds of a growing dict (to 4
+/// and 8 slots) are two small copies.
+const LOG_MIN: u8 = 1;
 /// Largest table: 2^32 index slots (i64 indices), about 2.86e9 entries.
 const LOG_MAX: u8 = 32;
 
@@ -57,6 +61,13 @@ const DUMMY: i64 = -2;
 #[inline(always)]
 const fn usable_of(log: u8) -> usize {
     ((1usize << log) << 1) / 3
+}
+
+/// Bytes of the index table of `2^log` slots, padded so that the entries
+/// after it are 8-byte aligned (tables below 8 slots have fewer bytes).
+#[inline(always)]
+const fn index_bytes(log: u8) -> usize {
+    ((1usize << log) * index_width(log) + 7) & !7
 }
 
 /// Bytes per index slot for a table of `2^log` slots.
@@ -100,7 +111,7 @@ const _: () = assert!(HEADER == 16 && size_of::<Entry>() == 24);
 
 /// The block size of a table of `2^log` slots (`None` past `isize::MAX`).
 fn block_bytes(log: u8) -> Option<usize> {
-    let idx = (1usize << log).checked_mul(index_width(log))?;
+    let idx = (1usize << log).checked_mul(index_width(log))?.checked_add(7)? & !7;
     let ent = usable_of(log).checked_mul(size_of::<Entry>())?;
     HEADER.checked_add(idx)?.checked_add(ent).filter(|&b| b <= isize::MAX as usize)
 }
@@ -209,7 +220,7 @@ impl Dict {
     fn entries_ptr(&self) -> *mut Entry {
         let log = self.log();
         // SAFETY: the entries follow the index table inside the block.
-        unsafe { self.t.cast::<u8>().add(HEADER + (1usize << log) * index_width(log)).cast::<Entry>() }
+        unsafe { self.t.cast::<u8>().add(HEADER + index_bytes(log)).cast::<Entry>() }
     }
 
     /// Entry `ix` (`ix < nentries`).
