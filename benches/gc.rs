@@ -135,6 +135,28 @@ fn bench(c: &mut Criterion) {
             let kept = cycles(g, N, true);
             group.bench_function("full_1e6_in_2cycles_all_alive", |b| b.iter(|| g.gc_collect(2).unwrap()));
             g.gc_collect(2).unwrap();
+            // An increment (issue 14) in the same heap: 1,000 old pairs
+            // replaced by new ones (1,000 suspects whose closures are
+            // garbage, 2,000 young survivors), then `gc_collect(1)`; its
+            // baseline is the young collection below, and the full
+            // collection above on the same heap.
+            let mut next = 0usize;
+            group.bench_function("increment_1000_suspects_with_1e6_old", |b| {
+                b.iter_batched(
+                    || {
+                        for _ in 0..1000 {
+                            let a = g.list(&[]).unwrap();
+                            let b = g.list(std::slice::from_ref(&a)).unwrap();
+                            a.list_append(&b).unwrap();
+                            kept.list_set(next % (N / 2), &a).unwrap();
+                            next = next.wrapping_add(7919);
+                        }
+                    },
+                    |_| g.gc_collect(1).unwrap(),
+                    BatchSize::PerIteration,
+                )
+            });
+            g.gc_collect(2).unwrap();
             group.bench_function("young_1000_with_1e6_old", |b| {
                 b.iter_batched(|| drop(cycles(g, 1000, false)), |_| g.gc_collect(0).unwrap(), BatchSize::PerIteration)
             });
