@@ -408,3 +408,53 @@ fn waiting_work_brings_the_next_increment_forward() {
         })
         .expect("enter");
 }
+
+/// Closures stop at what the interpreter holds: a suspect instance whose
+/// class's method captures a module's globals (as a Python function's
+/// `__globals__`) is examined within a small budget, although the globals
+/// reach a large structure; without the stop, its closure would pass the
+/// budget and the suspect would be deferred to a full collection.
+#[test]
+fn closures_stop_at_module_globals_the_interpreter_holds() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            let sys = g.import("sys").expect("sys");
+            let cache = g.list(&[]).expect("list");
+            for _ in 0..500 {
+                cache.list_append(&g.list(&[]).expect("list")).expect("append");
+            }
+            sys.setattr("cache", &cache).expect("setattr");
+            drop(cache);
+            let cls = g.new_class("C", &[]).expect("class");
+            let f =
+                g.function("f", &[sys.module_dict().expect("globals")], |_, _, _| unreachable!()).expect("function");
+            cls.setattr("f", &f).expect("setattr");
+            drop(f);
+            let holder = g.list(&[]).expect("list");
+            for _ in 0..20 {
+                let inst = g.instance_of(&cls).expect("instance");
+                inst.setattr("x", &g.list(std::slice::from_ref(&inst)).expect("list")).expect("setattr");
+                holder.list_append(&inst).expect("append");
+            }
+            g.gc_collect(2).expect("collect"); // everything old and clean, nothing owed
+            let before = g.gc_generation_sizes().iter().sum::<usize>();
+            g.gc_set_increment_work(Some(16)).expect("work");
+            // 20 instance <-> list cycles become garbage: 20 suspects.
+            while holder.list_pop().expect("pop").is_some() {}
+            let s0 = g.gc_incremental_stats();
+            for _ in 0..200 {
+                if g.gc_incremental_stats().pending_suspects == 0 {
+                    break;
+                }
+                g.gc_collect(1).expect("increment");
+            }
+            let s = g.gc_incremental_stats();
+            assert_eq!(s.deferred, s0.deferred, "no suspect deferred: {s:?}");
+            assert!(!s.full_collection_owed, "{s:?}");
+            assert_eq!(g.gc_generation_sizes().iter().sum::<usize>(), before - 40, "the 20 cycles freed by increments");
+            // The globals are intact.
+            assert_eq!(sys.getattr("cache").expect("getattr").expect("cache").len().expect("len"), 500);
+        })
+        .expect("enter");
+}

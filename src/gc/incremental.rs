@@ -243,6 +243,16 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
             break;
         }
         let Some(r) = next_suspect(g) else { break };
+        if has_flag(r, FLAG_ROOTED) {
+            // Held by the interpreter: live, and so is everything it
+            // reaches. No garbage is behind it.
+            st(g, |s| {
+                s.untrack(r);
+                s.track(r, GEN2);
+            });
+            work += 1;
+            continue;
+        }
         if has_flag(r, FLAG_BIG) {
             st(g, |s| {
                 s.untrack(r);
@@ -371,7 +381,9 @@ fn expand(
     let mut x = from;
     loop {
         super::traverse_fast(x, uid, &mut |c| {
-            if head(c).flags.get() & FLAG_GC == 0 {
+            // Untracked objects have no closure to follow; what the
+            // interpreter holds is live with its whole closure.
+            if head(c).flags.get() & (FLAG_GC | FLAG_ROOTED) != FLAG_GC {
                 return;
             }
             let p = gc_head(c).slot.get();

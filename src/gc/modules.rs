@@ -15,7 +15,7 @@
 //! on a thread without the GIL, and releasing an object needs it); the next
 //! publication releases the objects of every module no longer in the table.
 
-use super::object::{decref, Obj, Raw};
+use super::object::{body, decref, set_flag, Body, Obj, Raw, FLAG_ROOTED};
 use super::st;
 use crate::error::{Error, Result};
 use crate::interp::run_callback;
@@ -46,6 +46,16 @@ fn core_of(module: &Module) -> Option<Core> {
     }
 }
 
+/// Marks (or unmarks) a module object of the table and its globals dict as
+/// held by the interpreter (`FLAG_ROOTED`): set while a `ModEntry` holds
+/// the module, cleared before that reference is released.
+fn set_rooted(r: Raw, on: bool) {
+    set_flag(r, FLAG_ROOTED, on);
+    if let Body::Module(m) = body(r) {
+        set_flag(m.dict, FLAG_ROOTED, on);
+    }
+}
+
 /// Records `obj` as `module`'s object (after the table published `module`),
 /// then releases the objects of modules the table no longer holds.
 pub(crate) fn register(g: Gil<'_>, module: &Module, obj: Obj<'_>) {
@@ -68,6 +78,7 @@ pub(crate) fn register(g: Gil<'_>, module: &Module, obj: Obj<'_>) {
         }
     }
     let raw = obj.into_raw();
+    set_rooted(raw, true);
     keep.push(ModEntry { module: module.downgrade(), core: core_of(module), obj: raw });
     let refused = st(g, |s| {
         if s.closing {
@@ -83,7 +94,10 @@ pub(crate) fn register(g: Gil<'_>, module: &Module, obj: Obj<'_>) {
     if let Err(e) = run_callback("drop of a module state", move || drop(handles)) {
         st(g, |s| s.report(e));
     }
-    gone.into_iter().for_each(|r| decref(g, r));
+    gone.into_iter().for_each(|r| {
+        set_rooted(r, false);
+        decref(g, r)
+    });
 }
 
 /// The object of `module`, made now for `builtins` and `sys` (whose objects
@@ -113,6 +127,7 @@ pub(crate) fn object_of<'i>(g: Gil<'i>, module: &Module) -> Result<Obj<'i>> {
             if let Some(first) = find(s) {
                 return Ok(Some(first));
             }
+            set_rooted(r, true);
             s.modules.push(ModEntry { module: module.downgrade(), core: core_of(module), obj: r });
             Ok(None)
         });
@@ -215,6 +230,7 @@ pub(crate) fn finalize(g: Gil<'_>) {
     let mut held = Vec::with_capacity(entries.len());
     let mut core = Vec::new();
     for ModEntry { core: c, obj, .. } in entries {
+        set_rooted(obj, false);
         let obj = Obj::from_raw_owned(obj, g);
         if let Some(c) = c {
             core.push((c, Held::Strong(obj)));

@@ -76,6 +76,12 @@ pub(crate) const FLAG_SCANNED: u32 = 512;
 /// is a suspect again it is put back among the clean without being traced,
 /// and the interpreter owes a full collection (`docs/gc.md`, "Incremental").
 pub(crate) const FLAG_BIG: u32 = 1024;
+/// The interpreter itself holds this object: a module object of its module
+/// table, or that module's globals dict (`gc::modules`). Such an object is
+/// live, and so is everything it reaches: an increment's closures stop at
+/// it, and as a suspect it goes back among the clean unexamined
+/// (`docs/gc.md`, "Closures stop at what the interpreter holds").
+pub(crate) const FLAG_ROOTED: u32 = 2048;
 
 pub(crate) use super::hbox::HBox;
 pub(crate) use super::items::{Items, SeqKind};
