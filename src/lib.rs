@@ -114,6 +114,7 @@
 mod codecs;
 mod config;
 mod error;
+mod exceptions;
 mod gc;
 mod interp;
 mod mem;
@@ -127,6 +128,7 @@ mod warnings;
 pub use codecs::normalize_encoding;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
+pub use exceptions::EXCEPTION_CLASSES;
 pub use gc::incremental::IncrementalStats;
 pub use gc::object::{DictIter, Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
 pub use gc::pauses::{GenPauses, PauseHistogram, PauseStats};
