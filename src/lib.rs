@@ -106,8 +106,8 @@
 //! # Ok::<(), subinterp::Error>(())
 //! ```
 //!
-//! Guides: `docs/objects.md`, `docs/gc.md`, `docs/modules.md`,
-//! `docs/memory.md`, `docs/safety.md`.
+//! Guides: `docs/objects.md`, `docs/exceptions.md`, `docs/gc.md`,
+//! `docs/modules.md`, `docs/memory.md`, `docs/safety.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -155,6 +155,11 @@ pub type InterpreterId = u64;
 #[doc = include_str!("../docs/services.md")]
 #[cfg(doctest)]
 pub struct ServicesDoctests;
+
+/// The code blocks of `docs/exceptions.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/exceptions.md")]
+#[cfg(doctest)]
+pub struct ExceptionsDoctests;
 
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
