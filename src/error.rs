@@ -520,6 +520,68 @@ impl Error {
 }
 
 impl Error {
+    /// The name of the CPython built-in exception class this error stands
+    /// for (one of [`EXCEPTION_CLASSES`](crate::EXCEPTION_CLASSES); the
+    /// class itself is [`Gil::exception_class_of`](crate::Gil::exception_class_of)),
+    /// or `None` where CPython has no built-in counterpart: the runtime's
+    /// own errors about interpreters, GIL tokens and heap ownership, a
+    /// caught panic, a module init's failure (its own text), the code-extra
+    /// indexes running out, and an [`Error::Raised`] or [`Error::Warning`]
+    /// whose class name is not a built-in one. A note
+    /// ([`Error::WithNote`]) does not change the class.
+    ///
+    /// ```
+    /// use subinterp::Error;
+    /// assert_eq!(Error::ModuleNotFound { name: "spam".into() }.exception_name(), Some("ModuleNotFoundError"));
+    /// assert_eq!(Error::raised("KeyError", "'k'").exception_name(), Some("KeyError"));
+    /// assert_eq!(Error::raised("MyError", "mine").exception_name(), None);
+    /// assert_eq!(Error::ThreadExiting.exception_name(), Some("SystemExit"));
+    /// ```
+    pub fn exception_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::InterpreterNotFound { .. }
+            | Error::InterpreterClosed { .. }
+            | Error::InterpreterRunning { .. }
+            | Error::CannotCloseCurrent { .. }
+            | Error::MainHasSubinterpreters { .. }
+            | Error::InvalidConfig { .. }
+            | Error::GilHeldByOtherInterpreter { .. }
+            | Error::WrongInterpreter { .. }
+            | Error::CallbackPanicked { .. }
+            | Error::IdRefUnderflow { .. }
+            | Error::InvalidFree { .. }
+            | Error::ModuleInitFailed { .. }
+            | Error::CodeExtraExhausted { .. } => return None,
+            Error::Interrupted { .. } => "KeyboardInterrupt",
+            Error::ThreadExiting => "SystemExit",
+            // CPython: "thread is not supported for isolated subinterpreters".
+            Error::ThreadsNotAllowed { .. } => "RuntimeError",
+            Error::MemoryError { .. } | Error::MmapFailed { .. } => "MemoryError",
+            Error::ModuleNotFound { .. } => "ModuleNotFoundError",
+            Error::ImportError { .. } | Error::ModuleIsolation { .. } => "ImportError",
+            // importlib's `_DeadlockError` derives from RuntimeError.
+            Error::CircularImport { .. } => "RuntimeError",
+            Error::TypeError { .. } => "TypeError",
+            Error::ReferenceError { .. } => "ReferenceError",
+            Error::AttributeError { .. } => "AttributeError",
+            Error::Overflow { .. } => "OverflowError",
+            Error::RecursionError { .. } => "RecursionError",
+            Error::RuntimeError { .. } => "RuntimeError",
+            Error::Raised { type_name, .. } => return crate::exceptions::builtin_name(type_name),
+            Error::CodeExtraIndex { .. } => "SystemError",
+            Error::LookupError { .. } => "LookupError",
+            Error::UnicodeEncodeError { .. } => "UnicodeEncodeError",
+            Error::UnicodeDecodeError { .. } => "UnicodeDecodeError",
+            Error::UnicodeTranslateError { .. } => "UnicodeTranslateError",
+            Error::HandlerPosition { .. } | Error::IndexError { .. } => "IndexError",
+            Error::WithNote { error, .. } => return error.exception_name(),
+            Error::Warning { category, .. } => return crate::exceptions::builtin_name(category),
+            Error::ValueError { .. } => "ValueError",
+        })
+    }
+}
+
+impl Error {
     /// The error without the notes added to it ([`Error::WithNote`]).
     pub fn without_note(&self) -> &Error {
         let mut e = self;

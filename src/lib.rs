@@ -106,14 +106,15 @@
 //! # Ok::<(), subinterp::Error>(())
 //! ```
 //!
-//! Guides: `docs/objects.md`, `docs/gc.md`, `docs/modules.md`,
-//! `docs/memory.md`, `docs/safety.md`.
+//! Guides: `docs/objects.md`, `docs/exceptions.md`, `docs/gc.md`,
+//! `docs/modules.md`, `docs/memory.md`, `docs/safety.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod codecs;
 mod config;
 mod error;
+mod exceptions;
 mod gc;
 mod interp;
 mod mem;
@@ -127,6 +128,7 @@ mod warnings;
 pub use codecs::normalize_encoding;
 pub use config::{GilMode, InterpreterConfig, RuntimeConfig, DEFAULT_SWITCH_INTERVAL, MAX_SWITCH_INTERVAL};
 pub use error::{Error, Result};
+pub use exceptions::EXCEPTION_CLASSES;
 pub use gc::incremental::IncrementalStats;
 pub use gc::object::{DictIter, Kind, NativeFn, Obj, Owned, MAX_CALL_DEPTH};
 pub use gc::pauses::{GenPauses, PauseHistogram, PauseStats};
@@ -153,6 +155,11 @@ pub type InterpreterId = u64;
 #[doc = include_str!("../docs/services.md")]
 #[cfg(doctest)]
 pub struct ServicesDoctests;
+
+/// The code blocks of `docs/exceptions.md`, compiled and run as doctests.
+#[doc = include_str!("../docs/exceptions.md")]
+#[cfg(doctest)]
+pub struct ExceptionsDoctests;
 
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

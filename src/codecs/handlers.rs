@@ -4,6 +4,7 @@
 
 use super::{push_cp, str_data};
 use crate::error::{Error, Result};
+use crate::gc::types::type_body;
 use crate::{Gil, Kind, Obj};
 
 /// The names of the built-in handlers (CPython's
@@ -101,7 +102,7 @@ impl<'i> Gil<'i> {
         if object.kind() != want {
             return Err(object.type_error(&format!("argument 'object' must be {}", want.name())));
         }
-        let exc = self.instance(kind.class())?;
+        let exc = self.instance_of(&self.exception_class(kind.class())?)?;
         if let Some(e) = encoding {
             exc.setattr("encoding", &self.str(e)?)?;
         }
@@ -113,7 +114,8 @@ impl<'i> Gil<'i> {
     }
 
     /// A `UnicodeEncodeError` exception object (an instance of the
-    /// interpreter's class of that name, with CPython's attributes
+    /// interpreter's built-in exception class of that name
+    /// ([`exception_class`](Self::exception_class)), with CPython's attributes
     /// `encoding`, `object` (a str), `start`, `end` (code point indexes) and
     /// `reason`), as error handlers receive it.
     pub fn unicode_encode_error(
@@ -158,17 +160,31 @@ pub(crate) struct Exc<'i> {
     pub(crate) reason: String,
 }
 
-/// The kind of a Unicode exception object, if it is one.
-pub(crate) fn exc_kind(o: &Obj<'_>) -> Option<ExcKind> {
+/// The kind of a Unicode exception object, if it is one: an instance of the
+/// interpreter's `UnicodeEncodeError`, `UnicodeDecodeError` or
+/// `UnicodeTranslateError` or of a subclass (CPython's `PyObject_TypeCheck`);
+/// a class of the object model that only has such a name is not one.
+pub(crate) fn exc_kind(o: &Obj<'_>) -> Result<Option<ExcKind>> {
     if o.kind() != Kind::Instance {
-        return None;
+        return Ok(None);
     }
-    match o.type_name().as_str() {
-        "UnicodeEncodeError" => Some(ExcKind::Encode),
-        "UnicodeDecodeError" => Some(ExcKind::Decode),
-        "UnicodeTranslateError" => Some(ExcKind::Translate),
-        _ => None,
+    let g = o.gil();
+    let cls = o.get_type()?;
+    let Some(t) = type_body(cls.raw()) else { return Ok(None) };
+    // Along the MRO, the first class named like one of the three: usually
+    // the class itself, so one cache look-up.
+    for &c in std::iter::once(&cls.raw()).chain(t.mro.iter()) {
+        let kind = match type_body(c).map(|b| &*b.name) {
+            Some("UnicodeEncodeError") => ExcKind::Encode,
+            Some("UnicodeDecodeError") => ExcKind::Decode,
+            Some("UnicodeTranslateError") => ExcKind::Translate,
+            _ => continue,
+        };
+        if g.exception_class(kind.class())?.raw() == c {
+            return Ok(Some(kind));
+        }
     }
+    Ok(None)
 }
 
 fn attr<'i>(o: &Obj<'i>, name: &str) -> Result<Obj<'i>> {
@@ -189,7 +205,7 @@ fn str_attr(o: &Obj<'_>, name: &str) -> Result<String> {
 
 /// Reads a Unicode exception object (`None`: it is not one).
 pub(crate) fn read_exc<'i>(o: &Obj<'i>) -> Result<Option<Exc<'i>>> {
-    let Some(kind) = exc_kind(o) else { return Ok(None) };
+    let Some(kind) = exc_kind(o)? else { return Ok(None) };
     let object = attr(o, "object")?;
     let size = match kind {
         ExcKind::Decode => match object.as_bytes() {

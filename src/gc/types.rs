@@ -58,6 +58,8 @@ pub(crate) enum TypeKey {
     Custom(&'static str),
     /// The class [`Gil::instance`] makes instances of, by name.
     Named(Box<str>),
+    /// A built-in exception class (`crate::exceptions`), by name.
+    Exception(&'static str),
 }
 
 pub(crate) fn type_body<'a>(r: Raw) -> Option<&'a TypeObj> {
@@ -123,7 +125,7 @@ fn c3(bases: &[Raw]) -> Result<Vec<Raw>> {
 
 impl<'i> Gil<'i> {
     /// The interpreter's cached type for `key`, made by `make` on first use.
-    fn cached_type(&self, key: TypeKey, make: impl FnOnce() -> Result<Obj<'i>>) -> Result<Obj<'i>> {
+    pub(crate) fn cached_type(&self, key: TypeKey, make: impl FnOnce() -> Result<Obj<'i>>) -> Result<Obj<'i>> {
         let g = *self;
         if let Some(r) = st(g, |s| if s.closing { None } else { s.types.get(&key).copied() }) {
             return Ok(Obj::from_raw_borrowed(r, g));
@@ -503,6 +505,26 @@ impl<'i> Obj<'i> {
         let tb = type_body(self.raw())
             .ok_or_else(|| Error::TypeError { message: format!("'{}' object has no __mro__", self.type_name()) })?;
         Ok(std::iter::once(self.raw()).chain(tb.mro.iter().copied()).map(|r| Obj::from_raw_borrowed(r, g)).collect())
+    }
+
+    /// The name of a type (`cls.__name__`). Errors: a [`Error::TypeError`]
+    /// for an object that is not a type.
+    ///
+    /// ```
+    /// # use subinterp::{Runtime, RuntimeConfig};
+    /// # let rt = Runtime::new(RuntimeConfig::default())?;
+    /// # rt.main().with_gil(|g| -> subinterp::Result<()> {
+    /// assert_eq!(g.new_class("Point", &[])?.class_name()?, "Point");
+    /// assert_eq!(g.object_type()?.class_name()?, "object");
+    /// assert!(g.int(1)?.class_name().is_err());
+    /// # Ok(())
+    /// # })??;
+    /// # Ok::<(), subinterp::Error>(())
+    /// ```
+    pub fn class_name(&self) -> Result<String> {
+        type_body(self.raw())
+            .map(|t| t.name.to_string())
+            .ok_or_else(|| Error::TypeError { message: format!("'{}' object has no __name__", self.type_name()) })
     }
 
     /// The bases of a type (`cls.__bases__`).

@@ -15,9 +15,11 @@
 //!   record list live in a thread-local stack keyed by the interpreter, so
 //!   two threads of one interpreter never see each other's temporary
 //!   filters (CPython's `catch_warnings` mutates the shared list).
-//! * Categories are plain classes of the object model (there is no
-//!   exception machinery yet): `BaseException` → `Exception` → `Warning` →
-//!   the standard categories, one set per interpreter.
+//! * Categories are the interpreter's built-in exception classes
+//!   ([`Gil::exception_class`]): `BaseException` → `Exception` → `Warning` →
+//!   the standard categories, one set per interpreter. There is no
+//!   raise/except machinery: the `error` action gives an
+//!   [`Error::Warning`].
 
 pub(crate) mod filters;
 pub(crate) mod registry;
@@ -40,9 +42,10 @@ use crate::{Gil, Kind};
 /// the text of CPython's `formatwarning` (without the source line).
 pub type WarningOutput = Rc<dyn Fn(&str)>;
 
-/// The classes every interpreter has, in creation order: the two exception
-/// bases, `Warning`, and its standard subclasses (each a direct subclass of
-/// `Warning`, as in CPython).
+/// The classes of the warnings machinery: the two exception bases,
+/// `Warning`, and its standard subclasses (each a direct subclass of
+/// `Warning`, as in CPython). They are the interpreter's built-in exception
+/// classes of these names ([`Gil::exception_class`]).
 pub const WARNING_CATEGORIES: [&str; 14] = [
     "BaseException",
     "Exception",
@@ -201,15 +204,8 @@ fn ensure(g: Gil<'_>) -> Result<()> {
     if g.interpreter().rec.gc.is_closing() {
         return Err(Error::InterpreterClosed { id: g.id() });
     }
-    let mut cats: Vec<Obj<'_>> = Vec::with_capacity(WARNING_CATEGORIES.len());
-    for (i, name) in WARNING_CATEGORIES.iter().enumerate() {
-        let bases = match i {
-            0 => Vec::new(),
-            1 | 2 => vec![cats[i - 1].clone()],
-            _ => vec![cats[WARNING].clone()],
-        };
-        cats.push(g.new_class(name, &bases)?);
-    }
+    // The exception hierarchy's classes (`crate::exceptions`).
+    let cats = WARNING_CATEGORIES.iter().map(|name| g.exception_class(name)).collect::<Result<Vec<_>>>()?;
     let once = g.dict()?;
     let sys_registry = g.dict()?;
     let keys = [g.str("version")?, g.str("__warningregistry__")?, g.str("__name__")?, g.str("__file__")?];
@@ -483,7 +479,8 @@ fn show(g: Gil<'_>, msg: WarningMessage) -> Result<()> {
 impl<'i> Gil<'i> {
     /// A standard class of the warnings machinery by name: one of
     /// [`WARNING_CATEGORIES`] (`"Warning"`, `"UserWarning"`, …, and the
-    /// bases `"Exception"`, `"BaseException"`), one per interpreter.
+    /// bases `"Exception"`, `"BaseException"`), one per interpreter: the
+    /// built-in exception class of that name ([`exception_class`](Self::exception_class)).
     ///
     /// ```
     /// # use subinterp::{Runtime, RuntimeConfig};
@@ -493,6 +490,7 @@ impl<'i> Gil<'i> {
     ///     assert!(dep.issubclass(&g.warning_category("Warning")?)?);
     ///     assert!(dep.issubclass(&g.warning_category("Exception")?)?);
     ///     assert!(g.warning_category("NoSuchWarning").is_err());
+    ///     assert!(g.warning_category("Exception")?.is(&g.exception_class("Exception")?));
     ///     Ok(())
     /// })??;
     /// # Ok::<(), subinterp::Error>(())
