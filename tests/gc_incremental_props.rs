@@ -458,3 +458,46 @@ fn closures_stop_at_module_globals_the_interpreter_holds() {
         })
         .expect("enter");
 }
+
+/// A big structure stored in a module's globals and its building handle
+/// dropped becomes a suspect whose closure passes the budget; the globals
+/// of a module the interpreter holds refer to it, so it is live: put back
+/// among the clean, not deferred, and no full collection is owed.
+#[test]
+fn a_big_structure_held_by_module_globals_is_not_deferred() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            let sys = g.import("sys").expect("sys");
+            let big = g.list(&[]).expect("list");
+            for _ in 0..2000 {
+                big.list_append(&g.list(&[]).expect("list")).expect("append");
+            }
+            g.gc_collect(2).expect("collect"); // old and clean, nothing owed
+            g.gc_set_increment_work(Some(64)).expect("work");
+            sys.setattr("big", &big).expect("setattr");
+            drop(big); // a clean old object loses a reference and lives on
+            let s0 = g.gc_incremental_stats();
+            assert_eq!(s0.pending_suspects, 1);
+            g.gc_collect(1).expect("increment");
+            let s = g.gc_incremental_stats();
+            assert_eq!((s.deferred, s.pending_suspects), (s0.deferred, 0), "{s:?}");
+            assert!(!s.full_collection_owed, "{s:?}");
+            // The same structure held only by an unregistered module's
+            // globals is deferred: the stop is for what the interpreter holds.
+            let m = g.new_module("scratch").expect("module");
+            let other = g.list(&[]).expect("list");
+            for _ in 0..2000 {
+                other.list_append(&g.list(&[]).expect("list")).expect("append");
+            }
+            g.gc_collect(2).expect("collect");
+            m.setattr("big", &other).expect("setattr");
+            drop(other);
+            g.gc_collect(1).expect("increment");
+            let s = g.gc_incremental_stats();
+            assert_eq!(s.deferred, s0.deferred + 1, "{s:?}");
+            assert!(s.full_collection_owed);
+            assert_eq!(sys.getattr("big").expect("getattr").expect("big").len().expect("len"), 2000);
+        })
+        .expect("enter");
+}

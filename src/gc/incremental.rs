@@ -225,7 +225,7 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         let y = cands[i];
         let mark = cands.len();
         if !expand(g, uid, y, cands, stack, &mut work, budget) {
-            undo(g, &cands[mark..], None);
+            undo(g, &cands[mark..]);
             cands.truncate(mark);
             break;
         }
@@ -264,21 +264,60 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
             continue;
         }
         let first = taken == 0;
-        let limit = if first { work + closure_budget.max(budget) } else { budget };
-        let mark = cands.len();
-        enlist(g, r, cands);
-        work += 1;
-        if expand(g, uid, r, cands, stack, &mut work, limit) {
-            taken += 1;
-            added += cands.len() - mark - 1;
-            continue;
+        let full = if first { closure_budget.max(budget) } else { budget.saturating_sub(work) };
+        // The first suspect's closure is walked in two steps: a quarter of
+        // the budget, then, if it is larger, a look whether the globals of a
+        // module the interpreter holds refer to it (a big structure stored in
+        // a global and its local handle dropped: live, with all it reaches)
+        // before its whole closure budget is spent on it.
+        let steps: &[usize] = if first && full > budget / 4 { &[budget / 4, full] } else { &[full] };
+        let mut outcome = Walk::TooBig;
+        for (i, &allowance) in steps.iter().enumerate() {
+            let mark = cands.len();
+            let start = work;
+            enlist(g, r, cands);
+            work += 1;
+            if expand(g, uid, r, cands, stack, &mut work, start + allowance) {
+                added += cands.len() - mark - 1;
+                outcome = Walk::Done;
+                break;
+            }
+            // Undo this attempt: each object back in its table.
+            undo(g, &cands[mark..]);
+            cands.truncate(mark);
+            if i + 1 < steps.len() && super::modules::held_by_rooted(g, r, closure_budget) == Some(true) {
+                outcome = Walk::Live;
+                break;
+            }
         }
-        // Undo this suspect's closure: each object back in its table. The
-        // first of the increment is too big for any: deferred. Another is
-        // put back as the next of its round, the first of the next increment.
-        undo(g, &cands[mark..], first.then_some(r));
-        cands.truncate(mark);
+        match outcome {
+            Walk::Done => {
+                taken += 1;
+                continue;
+            }
+            Walk::Live => {
+                st(g, |s| {
+                    s.untrack(r);
+                    s.track(r, GEN2);
+                });
+                // It left the suspects (progress); the walk's work counts.
+                if work >= budget {
+                    break;
+                }
+                continue;
+            }
+            Walk::TooBig => {}
+        }
+        // The first of the increment is too big for any: deferred (among
+        // the clean, marked, a full collection owed). Another is put back as
+        // the next of its round, the first of the next increment.
         if first {
+            st(g, |s| {
+                s.untrack(r);
+                set_flag(r, FLAG_BIG, true);
+                s.track(r, GEN2);
+                s.inc.incomplete = true;
+            });
             deferred += 1;
         } else {
             st(g, |s| suspect_to_front(s, r));
@@ -290,6 +329,16 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         s.inc.stats.closure_objects += added as u64;
         s.inc.stats.deferred += deferred;
     });
+}
+
+/// How walking a suspect's closure ended.
+enum Walk {
+    /// Within its allowance: the suspect and its closure are candidates.
+    Done,
+    /// Found held by a module the interpreter holds: live.
+    Live,
+    /// Larger than its allowance.
+    TooBig,
 }
 
 /// The next suspect of the round, still in its table (the caller takes it
@@ -335,22 +384,14 @@ fn suspect_to_front(s: &mut GcState, r: Raw) {
     s.inc.cursor = at + 1;
 }
 
-/// Puts enlisted objects back in their tables (not candidates any more);
-/// `big`, a suspect whose closure alone passed the budget, goes among the
-/// clean instead, marked `FLAG_BIG`, and a full collection is owed.
-fn undo(g: Gil<'_>, objs: &[Raw], big: Option<Raw>) {
+/// Puts enlisted objects back in their tables (not candidates any more).
+fn undo(g: Gil<'_>, objs: &[Raw]) {
     st(g, |s| {
         for &c in objs {
             let tag = gc_head(c).slot.get() & TAG_MASK;
             gc_head(c).slot.set(0);
             set_flag(c, FLAG_SCANNED, false);
-            if Some(c) == big {
-                set_flag(c, FLAG_BIG, true);
-                s.track(c, GEN2);
-                s.inc.incomplete = true;
-            } else {
-                s.track(c, tag - 1);
-            }
+            s.track(c, tag - 1);
         }
     });
 }
@@ -380,19 +421,31 @@ fn expand(
 ) -> bool {
     let mut x = from;
     loop {
+        // Enlisted objects count against the budget as they are found, so
+        // that one object with many children (a list of 10^5) does not
+        // enlist them all before the budget is checked.
+        let mut over = false;
         super::traverse_fast(x, uid, &mut |c| {
             // Untracked objects have no closure to follow; what the
             // interpreter holds is live with its whole closure.
-            if head(c).flags.get() & (FLAG_GC | FLAG_ROOTED) != FLAG_GC {
+            if over || head(c).flags.get() & (FLAG_GC | FLAG_ROOTED) != FLAG_GC {
                 return;
             }
             let p = gc_head(c).slot.get();
             let tag = p & TAG_MASK;
             if p & SLOT_COLLECTING == 0 && (tag == TAG_OLD || tag == SUSPECT + 1) {
+                if *work + stack.len() >= budget {
+                    over = true;
+                    return;
+                }
                 enlist(g, c, cands);
                 stack.push(c);
             }
         });
+        if over {
+            stack.clear();
+            return false;
+        }
         let Some(next) = stack.pop() else { return true };
         *work += 1;
         if *work > budget {

@@ -56,6 +56,36 @@ fn set_rooted(r: Raw, on: bool) {
     }
 }
 
+/// Whether a module object of the table or its globals dict refers to `r`
+/// directly (then `r` is live: see `FLAG_ROOTED`), looking at no more than
+/// `limit` references; `None` when it gave up. Runs no user code.
+pub(crate) fn held_by_rooted(g: Gil<'_>, r: Raw, limit: usize) -> Option<bool> {
+    let uid = super::uid_of(g);
+    let mods: Vec<Raw> = st(g, |s| s.modules.iter().map(|e| e.obj).collect());
+    let mut seen = 0usize;
+    for m in mods {
+        let dict = match body(m) {
+            Body::Module(b) => b.dict,
+            _ => continue,
+        };
+        if dict == r {
+            return Some(true);
+        }
+        let mut found = false;
+        super::traverse_fast(dict, uid, &mut |c| {
+            seen += 1;
+            found |= c == r;
+        });
+        if found {
+            return Some(true);
+        }
+        if seen > limit {
+            return None;
+        }
+    }
+    Some(false)
+}
+
 /// Records `obj` as `module`'s object (after the table published `module`),
 /// then releases the objects of modules the table no longer holds.
 pub(crate) fn register(g: Gil<'_>, module: &Module, obj: Obj<'_>) {
