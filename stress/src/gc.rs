@@ -35,9 +35,29 @@ pub const STEPS: u64 = 10;
 #[derive(Default)]
 struct Pauses {
     t0: Option<Instant>,
-    started: Option<Instant>,
+    started: Option<(Instant, i64)>,
     pauses: Vec<(f64, f64)>,
+    /// Per pause: whether the OS preempted the thread during it (an
+    /// involuntary context switch: the pause then holds another process's
+    /// time, not only the collector's).
+    preempted: Vec<bool>,
     collected: usize,
+}
+
+/// Involuntary context switches of the calling thread so far (Linux
+/// `getrusage(RUSAGE_THREAD)`), or 0 where that is not available.
+fn involuntary_switches() -> i64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `getrusage` writes a `rusage` into the pointer it is given,
+        // which points to one (zeroed, so initialized whatever it writes).
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, u.as_mut_ptr()) } == 0 {
+            // SAFETY: zero-initialized above and filled by the call.
+            return unsafe { u.assume_init() }.ru_nivcsw;
+        }
+    }
+    0
 }
 
 /// Registers a callback that records every collection into the returned cell.
@@ -47,11 +67,16 @@ fn record(g: Gil<'_>) -> (Rc<RefCell<Pauses>>, u64) {
     let id = g.gc_add_callback(move |_, phase, _, r: CollectResult| {
         let mut q = q.borrow_mut();
         match phase {
-            GcPhase::Start => q.started = Some(Instant::now()),
+            // The switch count is read outside the timed interval.
+            GcPhase::Start => {
+                let n = involuntary_switches();
+                q.started = Some((Instant::now(), n));
+            }
             GcPhase::Stop => {
-                if let (Some(s), Some(t0)) = (q.started.take(), q.t0) {
+                if let (Some((s, n)), Some(t0)) = (q.started.take(), q.t0) {
                     let at = s.duration_since(t0).as_secs_f64();
                     q.pauses.push((at, s.elapsed().as_secs_f64() * 1e3));
+                    q.preempted.push(involuntary_switches() != n);
                 }
                 q.collected += r.collected;
             }
@@ -63,6 +88,8 @@ fn record(g: Gil<'_>) -> (Rc<RefCell<Pauses>>, u64) {
 /// One loop's result.
 struct LoopResult {
     pauses: Vec<(f64, f64)>,
+    /// Per pause, whether it was preempted (ours; empty for CPython's).
+    preempted: Vec<bool>,
     /// The interpreter's own pause statistics (`Gil::gc_pause_stats`), for
     /// our loops: automatic collections only.
     stats: Option<subinterp::PauseHistogram>,
@@ -90,7 +117,15 @@ fn survivors(g: Gil<'_>, n: usize) -> LoopResult {
     drop(kept);
     g.gc_collect(2).expect("collect");
     let p = p.borrow();
-    LoopResult { pauses: p.pauses.clone(), stats, collected: p.collected, loop_s, iterations: n as u64, rss_peak: 0 }
+    LoopResult {
+        pauses: p.pauses.clone(),
+        preempted: p.preempted.clone(),
+        stats,
+        collected: p.collected,
+        loop_s,
+        iterations: n as u64,
+        rss_peak: 0,
+    }
 }
 
 fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
@@ -120,7 +155,15 @@ fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
             g.gc_remove_callback(id);
             let p = p.borrow();
             let stats = Some(g.gc_pause_stats().automatic);
-            LoopResult { pauses: p.pauses.clone(), stats, collected: p.collected, loop_s, iterations: i, rss_peak }
+            LoopResult {
+                pauses: p.pauses.clone(),
+                preempted: p.preempted.clone(),
+                stats,
+                collected: p.collected,
+                loop_s,
+                iterations: i,
+                rss_peak,
+            }
         })
         .expect("enter the interpreter");
     interp.close().expect("close");
@@ -219,6 +262,7 @@ fn garbage_live(g: Gil<'_>, pairs: usize, n: usize) -> GarbageLive {
     GarbageLive {
         run: LoopResult {
             pauses: p.pauses.clone(),
+            preempted: p.preempted.clone(),
             stats: Some(pause_stats.automatic),
             collected: p.collected,
             loop_s,
@@ -386,11 +430,19 @@ fn ms(r: &LoopResult) -> Vec<f64> {
     r.pauses.iter().map(|p| p.1).collect()
 }
 
+/// The longest pause the OS did not preempt (ms; 0 without any), and how
+/// many pauses it preempted.
+fn unpreempted(r: &LoopResult) -> (f64, f64) {
+    let max = r.pauses.iter().zip(&r.preempted).filter(|(_, &p)| !p).map(|(p, _)| p.1).fold(0.0, f64::max);
+    (max, r.preempted.iter().filter(|&&p| p).count() as f64)
+}
+
 /// CPython's two loops, parsed.
 fn py_loop(v: &Value) -> Option<LoopResult> {
     let pauses = v["pauses"].as_array()?.iter().filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?))).collect();
     Some(LoopResult {
         pauses,
+        preempted: Vec::new(),
         stats: None,
         collected: v["collected"].as_u64()? as usize,
         loop_s: v["loop_s"].as_f64()?,
@@ -489,6 +541,7 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     // Our churn: all workers together.
     let churn = LoopResult {
         pauses: workers.iter().flat_map(|w| w.pauses.iter().copied()).collect(),
+        preempted: workers.iter().flat_map(|w| w.preempted.iter().copied()).collect(),
         stats: None,
         collected: workers.iter().map(|w| w.collected).sum(),
         loop_s: workers.iter().map(|w| w.loop_s).sum(),
@@ -504,6 +557,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     ));
     s.add(r, "survivors_1e6_pause_share_pct", "%", 2, share_pct(&surv), None, Some(reference(&py_surv, &share_pct)));
     s.add(r, "survivors_1e6_pause_ms_max", "ms", 3, pmax(&surv), None, Some(reference(&py_surv, &pmax)));
+    s.add(r, "survivors_1e6_pause_ms_max_unpreempted", "ms", 3, unpreempted(&surv).0, None, None);
+    s.add(r, "survivors_1e6_pauses_preempted", "count", 0, unpreempted(&surv).1, None, None);
     // The interpreter's own pause histogram (`Gil::gc_pause_stats`): the
     // same pauses as the callbacks' timing, from inside the collector.
     let hist = surv.stats.clone().unwrap_or_default();
@@ -552,6 +607,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     s.add(r, "pause_ms_p50", "ms", 3, p(50.0)(&churn), None, Some(reference(&py_churn, &p(50.0))));
     s.add(r, "pause_ms_p99", "ms", 3, p(99.0)(&churn), None, Some(reference(&py_churn, &p(99.0))));
     s.add(r, "pause_ms_max", "ms", 3, pmax(&churn), None, Some(reference(&py_churn, &pmax)));
+    s.add(r, "pause_ms_max_unpreempted", "ms", 3, unpreempted(&churn).0, None, None);
+    s.add(r, "pauses_preempted", "count", 0, unpreempted(&churn).1, None, None);
     s.add(r, "pause_share_pct", "%", 2, share_pct(&churn), None, Some(reference(&py_churn, &share_pct)));
     let per_s = |r: &LoopResult| r.collected as f64 / r.loop_s.max(1e-9);
     s.add(r, "collected_per_s_per_thread", "objects/s", 0, per_s(&churn), None, Some(reference(&py_churn, &per_s)));
@@ -605,6 +662,8 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
         s.add(r, &k("loop_ms"), "ms", 2, run.loop_s * 1e3, None, Some(reference(&py_gl, &|r| r.loop_s * 1e3)));
         s.add(r, &k("pause_share_pct"), "%", 2, share_pct(run), None, Some(reference(&py_gl, &share_pct)));
         s.add(r, &k("pause_ms_max"), "ms", 3, pmax(run), None, Some(reference(&py_gl, &pmax)));
+        s.add(r, &k("pause_ms_max_unpreempted"), "ms", 3, unpreempted(run).0, None, None);
+        s.add(r, &k("pauses_preempted"), "count", 0, unpreempted(run).1, None, None);
         s.add(r, &k("pause_ms_p50"), "ms", 3, p(50.0)(run), None, Some(reference(&py_gl, &p(50.0))));
         s.add(r, &k("pause_ms_p99"), "ms", 3, p(99.0)(run), None, Some(reference(&py_gl, &p(99.0))));
         s.add(
@@ -727,4 +786,23 @@ pub fn report(opts: &Opts, progress: &Progress) -> Report {
     report.plots.push(Plot::GcPauses(GcPauses { runs }));
     report.set_load(load);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_unpreempted_pause_leaves_the_preempted_ones_out() {
+        let r = LoopResult {
+            pauses: vec![(0.0, 1.0), (0.1, 5.0), (0.2, 2.0)],
+            preempted: vec![false, true, false],
+            stats: None,
+            collected: 0,
+            loop_s: 1.0,
+            iterations: 0,
+            rss_peak: 0,
+        };
+        assert_eq!(unpreempted(&r), (2.0, 1.0));
+    }
 }
