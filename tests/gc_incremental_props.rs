@@ -501,3 +501,45 @@ fn a_big_structure_held_by_module_globals_is_not_deferred() {
         })
         .expect("enter");
 }
+
+/// The same stop at the classes of the interpreter's type cache (here the
+/// class `Gil::instance` makes for a name, held until close): garbage
+/// instances of a class whose attributes reach a large structure are freed
+/// by small increments, none deferred.
+#[test]
+fn closures_stop_at_the_type_cache() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.main()
+        .with_gil(|g| {
+            let first = g.instance("Node").expect("instance");
+            let cls = first.get_type().expect("type");
+            drop(first);
+            let big = g.list(&[]).expect("list");
+            for _ in 0..1000 {
+                big.list_append(&g.list(&[]).expect("list")).expect("append");
+            }
+            cls.setattr("table", &big).expect("setattr");
+            drop(big);
+            let holder = g.list(&[]).expect("list");
+            for _ in 0..10 {
+                let inst = g.instance("Node").expect("instance");
+                inst.setattr("me", &g.list(std::slice::from_ref(&inst)).expect("list")).expect("setattr");
+                holder.list_append(&inst).expect("append");
+            }
+            g.gc_collect(2).expect("collect");
+            let before = g.gc_generation_sizes().iter().sum::<usize>();
+            g.gc_set_increment_work(Some(16)).expect("work");
+            while holder.list_pop().expect("pop").is_some() {}
+            let s0 = g.gc_incremental_stats();
+            for _ in 0..100 {
+                if g.gc_incremental_stats().pending_suspects == 0 {
+                    break;
+                }
+                g.gc_collect(1).expect("increment");
+            }
+            let s = g.gc_incremental_stats();
+            assert_eq!(s.deferred, s0.deferred, "{s:?}");
+            assert_eq!(g.gc_generation_sizes().iter().sum::<usize>(), before - 20, "10 cycles freed");
+        })
+        .expect("enter");
+}

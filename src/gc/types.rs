@@ -137,6 +137,9 @@ impl<'i> Gil<'i> {
         // The cache keeps one reference until the interpreter closes. (`make`
         // may have made the same entry meanwhile, for a base: keep the first.)
         let r = st(g, |s| *s.types.entry(key).or_insert_with(|| t.clone().into_raw()));
+        // Held by the interpreter until it closes: live with all it reaches
+        // (`FLAG_ROOTED`: increments' closures stop here).
+        set_flag(r, super::object::FLAG_ROOTED, true);
         Ok(Obj::from_raw_borrowed(r, g))
     }
 
