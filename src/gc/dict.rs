@@ -447,7 +447,10 @@ impl Dict {
         if self.t.is_null() {
             return;
         }
-        out.reserve(self.len() * 2);
+        // Reserved at once when the memory is there; otherwise pushed one
+        // by one (a dealloc does not come here: `release_body` releases a
+        // dict's references straight from its table).
+        let _ = out.try_reserve(self.len() * 2);
         self.traverse(&mut |r| out.push(r));
         let log = self.log();
         // SAFETY: the table exists; the index slots are inside the block.
