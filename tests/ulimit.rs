@@ -124,3 +124,16 @@ limited_case!(a_dict_growing_under_ulimit_is_a_memory_error, |g| {
         i += 1;
     }
 });
+
+limited_case!(an_instance_namespace_growing_under_ulimit_is_a_memory_error, |g| {
+    // Attribute names are interned: the intern table grows with them.
+    let o = g.instance("Namespace").unwrap();
+    let v = g.none().unwrap();
+    let mut i = 0u64;
+    loop {
+        if let Err(e) = o.setattr(&format!("a{i}"), &v) {
+            return e;
+        }
+        i += 1;
+    }
+});

@@ -592,7 +592,19 @@ fn release_body(g: Gil<'_>, body: Body) {
             // its references were released above and are not read again.
             unsafe { d.free_in(heap) };
         }
-        b @ (Body::Instance(_) | Body::Type(_) | Body::Method(_) | Body::Module(_)) => {
+        Body::Instance(i) => {
+            // An instance's attributes straight from its dict's table, as a
+            // dict's (no worklist to allocate for a huge namespace).
+            // SAFETY: the box came from this interpreter's heap; GIL held.
+            let mut i = unsafe { i.into_inner_in(heap) };
+            i.dict.traverse(&mut |c| decref(g, c));
+            // SAFETY: as above; the references were released just now.
+            unsafe { i.dict.free_in(heap) };
+            for c in [i.finalizer.take(), i.legacy.take(), Some(i.class)].into_iter().flatten() {
+                decref(g, c);
+            }
+        }
+        b @ (Body::Type(_) | Body::Method(_) | Body::Module(_)) => {
             let mut out = Vec::new();
             take_object_refs(g, b, &mut out);
             out.into_iter().for_each(|c| decref(g, c));
