@@ -1292,15 +1292,29 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         collected += 1;
         // From here `r` is cleared: its `slot` is exactly `TAG_DETACHED`,
         // which tells `release_cleared_aware` that it may be freed directly.
-        // SAFETY: no reference into the body is alive; taking the items out
-        // runs no user code (the reference is dead before `take_refs`).
-        if let Body::Seq(items) = unsafe { body_mut(r) } {
+        // SAFETY: no reference into the body is alive; taking the items or
+        // the table out runs no user code, and the borrow ends with it,
+        // before any release runs user code (or before `take_refs`).
+        let b = unsafe { body_mut(r) };
+        if let Body::Seq(items) = b {
             let mut items = items.take();
             for &c in items.as_slice() {
                 freed += release_cleared_aware(g, c, &mut taken);
             }
             // SAFETY: the buffer came from this interpreter's heap; GIL held.
             unsafe { items.free_in(g.heap()) };
+            while let Some(c) = taken.pop() {
+                freed += release_cleared_aware(g, c, &mut taken);
+            }
+        } else if let Body::Dict(d) = b {
+            // The same for a dict: its table moved out (the dict is empty
+            // from here, as after `clear`), its references released from
+            // it, no worklist of all of them to allocate.
+            let mut d = std::mem::take(d);
+            d.traverse(&mut |c| freed += release_cleared_aware(g, c, &mut taken));
+            // SAFETY: the table came from this interpreter's heap; GIL held;
+            // its references were released just now.
+            unsafe { d.free_in(g.heap()) };
             while let Some(c) = taken.pop() {
                 freed += release_cleared_aware(g, c, &mut taken);
             }
