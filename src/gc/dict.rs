@@ -111,7 +111,7 @@ const _: () = assert!(HEADER == 16 && size_of::<Entry>() == 24);
 
 /// The block size of a table of `2^log` slots (`None` past `isize::MAX`).
 fn block_bytes(log: u8) -> Option<usize> {
-    let idx = (1usize << log).checked_mul(index_width(log))?.checked_add(7)? & !7;
+    let idx = index_bytes(log);
     let ent = usable_of(log).checked_mul(size_of::<Entry>())?;
     HEADER.checked_add(idx)?.checked_add(ent).filter(|&b| b <= isize::MAX as usize)
 }

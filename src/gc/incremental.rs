@@ -246,17 +246,13 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         if has_flag(r, FLAG_ROOTED) {
             // Held by the interpreter: live, and so is everything it
             // reaches. No garbage is behind it.
-            st(g, |s| {
-                s.untrack(r);
-                s.track(r, GEN2);
-            });
+            st(g, |s| to_clean(s, r));
             work += 1;
             continue;
         }
         if has_flag(r, FLAG_BIG) {
             st(g, |s| {
-                s.untrack(r);
-                s.track(r, GEN2);
+                to_clean(s, r);
                 s.inc.incomplete = true;
             });
             deferred += 1;
@@ -296,10 +292,7 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
                 continue;
             }
             Walk::Live => {
-                st(g, |s| {
-                    s.untrack(r);
-                    s.track(r, GEN2);
-                });
+                st(g, |s| to_clean(s, r));
                 // It left the suspects (progress); the walk's work counts.
                 if work >= budget {
                     break;
@@ -312,10 +305,9 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         // the clean, marked, a full collection owed). Another is put back as
         // the next of its round, the first of the next increment.
         if first {
+            set_flag(r, FLAG_BIG, true);
             st(g, |s| {
-                s.untrack(r);
-                set_flag(r, FLAG_BIG, true);
-                s.track(r, GEN2);
+                to_clean(s, r);
                 s.inc.incomplete = true;
             });
             deferred += 1;
@@ -329,6 +321,12 @@ pub(crate) fn increment_candidates(g: Gil<'_>, cands: &mut Vec<Raw>, stack: &mut
         s.inc.stats.closure_objects += added as u64;
         s.inc.stats.deferred += deferred;
     });
+}
+
+/// Moves `r` (in a table) among the clean old objects.
+fn to_clean(s: &mut GcState, r: Raw) {
+    s.untrack(r);
+    s.track(r, GEN2);
 }
 
 /// How walking a suspect's closure ended.

@@ -1303,9 +1303,6 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             }
             // SAFETY: the buffer came from this interpreter's heap; GIL held.
             unsafe { items.free_in(g.heap()) };
-            while let Some(c) = taken.pop() {
-                freed += release_cleared_aware(g, c, &mut taken);
-            }
         } else if let Body::Dict(d) = b {
             // The same for a dict: its table moved out (the dict is empty
             // from here, as after `clear`), its references released from
@@ -1315,16 +1312,12 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             // SAFETY: the table came from this interpreter's heap; GIL held;
             // its references were released just now.
             unsafe { d.free_in(g.heap()) };
-            while let Some(c) = taken.pop() {
-                freed += release_cleared_aware(g, c, &mut taken);
-            }
-        } else {
-            if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-                st(g, |s| s.report(e));
-            }
-            while let Some(c) = taken.pop() {
-                freed += release_cleared_aware(g, c, &mut taken);
-            }
+        } else if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
+            st(g, |s| s.report(e));
+        }
+        // What the releases above left to release (and `take_refs` took).
+        while let Some(c) = taken.pop() {
+            freed += release_cleared_aware(g, c, &mut taken);
         }
         // Our hold.
         let rc = h.refcnt.get() - 1;

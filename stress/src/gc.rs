@@ -99,6 +99,27 @@ struct LoopResult {
     rss_peak: u64,
 }
 
+impl LoopResult {
+    /// A loop of ours: what its callback recorded, with the rest measured.
+    fn recorded(
+        p: &Pauses,
+        stats: Option<subinterp::PauseHistogram>,
+        loop_s: f64,
+        iterations: u64,
+        rss_peak: u64,
+    ) -> Self {
+        LoopResult {
+            pauses: p.pauses.clone(),
+            preempted: p.preempted.clone(),
+            stats,
+            collected: p.collected,
+            loop_s,
+            iterations,
+            rss_peak,
+        }
+    }
+}
+
 /// Allocates `n` lists that all survive (appended to one kept list), with
 /// automatic collection at a checkpoint after each.
 fn survivors(g: Gil<'_>, n: usize) -> LoopResult {
@@ -117,15 +138,7 @@ fn survivors(g: Gil<'_>, n: usize) -> LoopResult {
     drop(kept);
     g.gc_collect(2).expect("collect");
     let p = p.borrow();
-    LoopResult {
-        pauses: p.pauses.clone(),
-        preempted: p.preempted.clone(),
-        stats,
-        collected: p.collected,
-        loop_s,
-        iterations: n as u64,
-        rss_peak: 0,
-    }
+    LoopResult::recorded(&p, stats, loop_s, n as u64, 0)
 }
 
 fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
@@ -154,16 +167,7 @@ fn worker(rt: &Runtime, duration: Duration) -> LoopResult {
             let loop_s = start.elapsed().as_secs_f64();
             g.gc_remove_callback(id);
             let p = p.borrow();
-            let stats = Some(g.gc_pause_stats().automatic);
-            LoopResult {
-                pauses: p.pauses.clone(),
-                preempted: p.preempted.clone(),
-                stats,
-                collected: p.collected,
-                loop_s,
-                iterations: i,
-                rss_peak,
-            }
+            LoopResult::recorded(&p, Some(g.gc_pause_stats().automatic), loop_s, i, rss_peak)
         })
         .expect("enter the interpreter");
     interp.close().expect("close");
@@ -260,15 +264,7 @@ fn garbage_live(g: Gil<'_>, pairs: usize, n: usize) -> GarbageLive {
     g.gc_collect(2).expect("collect");
     let p = p.borrow();
     GarbageLive {
-        run: LoopResult {
-            pauses: p.pauses.clone(),
-            preempted: p.preempted.clone(),
-            stats: Some(pause_stats.automatic),
-            collected: p.collected,
-            loop_s,
-            iterations: n as u64,
-            rss_peak,
-        },
+        run: LoopResult::recorded(&p, Some(pause_stats.automatic), loop_s, n as u64, rss_peak),
         rss_before,
         rss_built,
         left: left as f64,
