@@ -94,7 +94,8 @@ fn instance_no_attrs<'i>(g: Gil<'i>, _: &Consts<'i>) -> Obj<'i> {
 }
 fn instance_1_attr<'i>(g: Gil<'i>, c: &Consts<'i>) -> Obj<'i> {
     let o = g.instance("C").unwrap();
-    // `setattr` makes the name's str per call (no interning yet: counted).
+    // The name is interned (one str per interpreter) and held by the class
+    // as a shared key: the instance holds only the value, inline.
     o.setattr("x", &c.one).unwrap();
     o
 }
@@ -170,6 +171,33 @@ fn bench(c: &mut Criterion) {
             for (name, make) in SHAPES {
                 group.bench_function(format!("make_free_{name}"), |b| b.iter(|| std::hint::black_box(make(g, &c))));
             }
+            // Attribute access: an instance in the inline layout (three
+            // names its class shares) against one whose attributes moved to
+            // a dict (read as a dict once), and a dict's str lookup.
+            let point = g.new_class("Point", &[]).unwrap();
+            let make_point = || {
+                let o = point.call(&[]).unwrap();
+                for n in ["x", "y", "z"] {
+                    o.setattr(n, &c.one).unwrap();
+                }
+                o
+            };
+            drop((make_point(), make_point())); // the class learns x, y, z
+            let inline = make_point();
+            let in_dict = make_point();
+            in_dict.dict_items().unwrap(); // leaves the inline layout
+            let d = g.dict().unwrap();
+            for n in ["x", "y", "z"] {
+                d.dict_set(&g.intern(n).unwrap(), &c.one).unwrap();
+            }
+            let z = g.intern("z").unwrap();
+            group.bench_function("baseline_dict_get_str_z", |b| {
+                b.iter(|| std::hint::black_box(d.dict_get(&z).unwrap()))
+            });
+            group.bench_function("getattr_z_inline", |b| b.iter(|| std::hint::black_box(inline.getattr("z").unwrap())));
+            group.bench_function("getattr_z_dict", |b| b.iter(|| std::hint::black_box(in_dict.getattr("z").unwrap())));
+            group.bench_function("setattr_z_inline", |b| b.iter(|| inline.setattr("z", &c.one).unwrap()));
+            group.bench_function("setattr_z_dict", |b| b.iter(|| in_dict.setattr("z", &c.one).unwrap()));
         })
         .unwrap();
     group.finish();

@@ -3,6 +3,8 @@
 //! freed, and once everything is dropped the heap is back to its baseline.
 //! `PROPTEST_CASES` scales the number of graphs (default 1,000).
 
+mod common;
+
 use proptest::prelude::*;
 use subinterp::{Gil, InterpreterConfig, Obj, Runtime, RuntimeConfig};
 
@@ -94,11 +96,10 @@ fn model_young(g: &Graph) -> Vec<bool> {
 
 fn check(g: Gil<'_>, graph: &Graph) -> Result<(), TestCaseError> {
     g.gc_disable();
-    // The class of the instance nodes (and `object`) exist before the
-    // baseline: they are the interpreter's, not the graph's.
-    drop(g.instance("N").unwrap());
-    drop(g.none().unwrap()); // and so are the shared atoms (None, bools, small ints)
-    drop(g.intern("e0").unwrap()); // and the intern table of attribute names
+    // The class of the instance nodes (and `object`), the atoms, the intern
+    // table and the class's shared keys exist before the baseline: they are
+    // the interpreter's, not the graph's.
+    common::warm_instance_graphs(g, "N", 3 * 40);
     g.gc_collect(2).unwrap();
     let base = g.memory_stats().bytes_in_use;
     let classes: usize = g.gc_generation_sizes().iter().sum();

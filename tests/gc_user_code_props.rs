@@ -11,6 +11,8 @@
 //! baseline; code run by the close never gets into the interpreter; the close
 //! leaks nothing. `PROPTEST_CASES` scales the number of graphs (default 300).
 
+mod common;
+
 use std::cell::Cell;
 use std::collections::HashSet;
 
@@ -212,10 +214,9 @@ fn run(graph: &Graph) -> Result<(), TestCaseError> {
         } else {
             g.gc_set_threshold(graph.threshold, 2, 2);
         }
-        // The instance nodes' class is the interpreter's (kept until close).
-        drop(g.instance("N").unwrap());
-        drop(g.none().unwrap()); // so are the shared atoms (None, bools, small ints)
-        drop(g.intern("e0").unwrap()); // and the intern table of attribute names
+        // The instance nodes' class is the interpreter's (kept until close),
+        // so are the shared atoms, the intern table and the class's keys.
+        common::warm_instance_graphs(g, "N", 3 * 24);
         g.gc_collect(2).unwrap();
         let base = g.memory_stats().bytes_in_use;
         let mut to_close = Vec::new();

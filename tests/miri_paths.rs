@@ -267,3 +267,49 @@ fn dict_tables_grow_delete_iterate_and_free() {
         kept.dict_set(&int(1), &kept).unwrap();
     })
 }
+
+/// Instances' inline values and ext box (`src/gc/instance.rs`): values set,
+/// replaced and deleted in place, a class learning its keys, the move to a
+/// dict, a finalizer in the ext box, frees at refcount zero (the values
+/// moved out with the block) and in a collected cycle (released one at a
+/// time), and instances of both layouts left for the close.
+#[test]
+fn instance_inline_values_and_ext_boxes() {
+    with(|g| {
+        let c = g.new_class("P", &[]).unwrap();
+        let int = |v| g.int(v).unwrap();
+        for round in 0..3 {
+            let o = c.call(&[]).unwrap();
+            for (i, n) in ["x", "y", "z"].iter().enumerate() {
+                o.setattr(n, &int(i as i64)).unwrap();
+            }
+            o.setattr("x", &int(10)).unwrap();
+            o.delattr("y").unwrap();
+            assert_eq!(o.getattr("x").unwrap().unwrap().as_int(), Some(10), "round {round}");
+            assert!(o.getattr("y").unwrap().is_none());
+            o.setattr("y", &o).unwrap(); // out of order: the dict layout
+            assert_eq!(o.dict_items().unwrap().len(), 3);
+        }
+        let hits = Rc::new(Cell::new(0));
+        let fin = counter(g, &hits);
+        let a = c.call(&[]).unwrap();
+        a.set_finalizer(Some(&fin)).unwrap();
+        a.setattr("x", &int(1)).unwrap();
+        drop(a); // refcount zero: finalizer, then the inline values
+        assert_eq!(hits.get(), 1);
+        let (a, b) = (c.call(&[]).unwrap(), c.call(&[]).unwrap());
+        a.setattr("x", &b).unwrap();
+        b.setattr("x", &a).unwrap();
+        b.set_finalizer(Some(&fin)).unwrap();
+        drop((a, b));
+        // The pair and the three rounds' instances (each holds itself).
+        assert_eq!(g.gc_collect(2).unwrap().collected, 5);
+        assert_eq!(hits.get(), 2);
+        // Left for the close: a split one in a cycle, a dict one.
+        let k = c.call(&[]).unwrap();
+        k.setattr("x", &k).unwrap();
+        let d = c.call(&[]).unwrap();
+        d.setattr("w", &d).unwrap();
+        drop((k, d)); // cycles: alive until the close frees them
+    })
+}

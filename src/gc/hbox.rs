@@ -63,6 +63,21 @@ impl<T> HBox<T> {
         // SAFETY: forwarded from the caller.
         drop(unsafe { self.into_inner_in(heap) });
     }
+
+    /// Gives up the box as a pointer (kept where a typed `HBox` cannot be:
+    /// an instance's inline data). [`from_ptr`](Self::from_ptr) takes it back.
+    pub(crate) fn into_ptr(self) -> NonNull<T> {
+        self.ptr
+    }
+
+    /// The box `into_ptr` gave up.
+    ///
+    /// # Safety
+    /// `ptr` came from [`into_ptr`](Self::into_ptr) of a box not freed since,
+    /// and no other `HBox` owns it (ownership comes back once).
+    pub(crate) unsafe fn from_ptr(ptr: NonNull<T>) -> HBox<T> {
+        HBox { ptr, _owns: PhantomData }
+    }
 }
 
 impl<T> Deref for HBox<T> {

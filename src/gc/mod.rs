@@ -4,6 +4,7 @@
 pub(crate) mod dict;
 pub(crate) mod hbox;
 pub(crate) mod incremental;
+pub(crate) mod instance;
 pub(crate) mod items;
 pub(crate) mod modules;
 pub(crate) mod object;
@@ -561,9 +562,14 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
         unsafe { items.free_in(g.heap()) };
         return;
     }
+    // An instance's inline values and ext box, moved out with the body.
+    let parts = matches!(body(r), Body::Instance(_)).then(|| instance::Parts::read_out(r));
     // SAFETY: as above; the whole body is read out exactly once.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
+    if let Some(p) = parts {
+        p.release(g);
+    }
     release_body(g, body);
 }
 
@@ -592,18 +598,9 @@ fn release_body(g: Gil<'_>, body: Body) {
             // its references were released above and are not read again.
             unsafe { d.free_in(heap) };
         }
-        Body::Instance(i) => {
-            // An instance's attributes straight from its dict's table, as a
-            // dict's (no worklist to allocate for a huge namespace).
-            // SAFETY: the box came from this interpreter's heap; GIL held.
-            let mut i = unsafe { i.into_inner_in(heap) };
-            i.dict.traverse(&mut |c| decref(g, c));
-            // SAFETY: as above; the references were released just now.
-            unsafe { i.dict.free_in(heap) };
-            for c in [i.finalizer.take(), i.legacy.take(), Some(i.class)].into_iter().flatten() {
-                decref(g, c);
-            }
-        }
+        // What an instance holds inline was moved out with its block
+        // (`instance::Parts`): its body is its class.
+        Body::Instance(c) => decref(g, c),
         b @ (Body::Type(_) | Body::Method(_) | Body::Module(_)) => {
             let mut out = Vec::new();
             take_object_refs(g, b, &mut out);
@@ -650,22 +647,14 @@ fn release_body(g: Gil<'_>, body: Body) {
 fn take_object_refs(g: Gil<'_>, body: Body, out: &mut Vec<Raw>) {
     let heap = g.heap();
     match body {
-        Body::Instance(i) => {
-            // SAFETY: the body's box came from this interpreter's heap; the
-            // GIL is held (likewise for every box and table below).
-            let mut i = unsafe { i.into_inner_in(heap) };
-            i.dict.take_all(out);
-            // SAFETY: as above.
-            unsafe { i.dict.free_in(heap) };
-            out.extend(i.finalizer.take());
-            out.extend(i.legacy.take());
-            out.push(i.class);
-        }
+        Body::Instance(c) => out.push(c),
         Body::Type(t) => {
-            // SAFETY: as above.
+            // SAFETY: the body's box came from this interpreter's heap; the
+            // GIL is held (likewise for every box below).
             let mut t = unsafe { t.into_inner_in(heap) };
             out.append(&mut t.bases);
             out.append(&mut t.mro);
+            out.append(&mut t.keys);
             t.dict.take_all(out);
             // SAFETY: as above.
             unsafe { t.dict.free_in(heap) };
@@ -692,7 +681,7 @@ fn free_boxes(g: Gil<'_>, body: Body) {
     // object of this interpreter, whose boxes came from its heap; GIL held.
     unsafe {
         match body {
-            Body::Instance(b) => b.free_in(heap),
+            Body::Instance(_) => {} // its inline parts: `instance::Parts::free`
             Body::Type(b) => b.free_in(heap),
             Body::Method(b) => b.free_in(heap),
             Body::Module(b) => b.free_in(heap),
@@ -802,18 +791,27 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
         // SAFETY: as above.
         Body::Dict(d) => unsafe { d.free_in(g.heap()) },
         // SAFETY: as above.
-        Body::Instance(i) => unsafe { i.dict.free_in(g.heap()) },
-        // SAFETY: as above.
         Body::Type(t) => unsafe { t.dict.free_in(g.heap()) },
         _ => {}
     }
+    let parts = matches!(body(r), Body::Instance(_)).then(|| instance::Parts::read_out(r));
     // SAFETY: the object is dead and nothing refers to it; its body is read
     // out exactly once, and the block is freed right after.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
     match kept {
-        Some(kept) => take_object_refs(g, body, kept),
-        None => free_boxes(g, body),
+        Some(kept) => {
+            if let Some(p) = parts {
+                p.push_into(g.heap(), kept);
+            }
+            take_object_refs(g, body, kept)
+        }
+        None => {
+            if let Some(p) = parts {
+                p.free(g.heap());
+            }
+            free_boxes(g, body)
+        }
     }
 }
 
@@ -1312,6 +1310,9 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
             // SAFETY: the table came from this interpreter's heap; GIL held;
             // its references were released just now.
             unsafe { d.free_in(g.heap()) };
+        } else if let Body::Instance(_) = b {
+            // An instance's values and its ext dict likewise, one at a time.
+            instance::clear_each(g, r, |c| freed += release_cleared_aware(g, c, &mut taken));
         } else if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
             st(g, |s| s.report(e));
         }
@@ -1368,8 +1369,11 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
     let mut res = CollectResult::default();
 
     // Legacy finalizers and everything they reach: uncollectable.
-    let mut stack: Vec<Raw> =
-        unreachable.iter().copied().filter(|&r| matches!(body(r), Body::Instance(i) if i.legacy.is_some())).collect();
+    let mut stack: Vec<Raw> = unreachable
+        .iter()
+        .copied()
+        .filter(|&r| matches!(body(r), Body::Instance(_)) && instance::has_legacy(r))
+        .collect();
     for &r in &stack {
         set_flag(r, FLAG_LEGACY_MARK, true);
     }
@@ -1399,7 +1403,7 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
                 if debug & DEBUG_UNCOLLECTABLE != 0 {
                     s.debug_lines.push(format!("gc: uncollectable <{} {:#x}>", type_name_of(r), r.as_ptr() as usize));
                 }
-                if debug & DEBUG_SAVEALL != 0 || matches!(body(r), Body::Instance(i) if i.legacy.is_some()) {
+                if debug & DEBUG_SAVEALL != 0 || (matches!(body(r), Body::Instance(_)) && instance::has_legacy(r)) {
                     listed.push(r); // our hold becomes the garbage list's reference
                 } else {
                     kept.push(r); // alive through the listed ones

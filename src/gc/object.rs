@@ -84,6 +84,11 @@ pub(crate) const FLAG_BIG: u32 = 1024;
 /// it, and as a suspect it goes back among the clean unexamined
 /// (`docs/gc.md`, "Closures stop at what the interpreter holds").
 pub(crate) const FLAG_ROOTED: u32 = 2048;
+/// An instance whose attributes are in its ext box's dict, no longer in its
+/// inline values (`instance.rs`).
+pub(crate) const FLAG_ATTR_DICT: u32 = 4096;
+// The flags' top byte is an instance's inline capacity (`instance::CAP_SHIFT`).
+const _: () = assert!(FLAG_ATTR_DICT < 1 << super::instance::CAP_SHIFT);
 
 pub(crate) use super::hbox::HBox;
 pub(crate) use super::items::{Items, SeqKind};
@@ -196,7 +201,9 @@ pub(crate) enum Body {
     Seq(Items),
     /// A dict: one pointer to its table in the heap (`dict.rs`).
     Dict(Dict),
-    Instance(HBox<Instance>),
+    /// An instance: its class (a strong reference); its attributes are
+    /// inline after the header (`instance.rs`).
+    Instance(Raw),
     Function(HBox<Function>),
     Weakref(HBox<WeakrefBody>),
     Code(HBox<Code>),
@@ -208,14 +215,6 @@ pub(crate) enum Body {
     Module(HBox<ModuleObj>),
     /// A boxed box: the outer box is thin, which keeps the body 16 bytes.
     Custom(HBox<Box<dyn CustomObj>>),
-}
-
-pub(crate) struct Instance {
-    /// The instance's type (a strong reference).
-    pub(crate) class: Raw,
-    pub(crate) dict: Dict,
-    pub(crate) finalizer: Option<Raw>,
-    pub(crate) legacy: Option<Raw>,
 }
 
 pub(crate) struct Function {
@@ -437,9 +436,9 @@ pub(crate) fn release_ref(g: Gil<'_>, r: Raw) -> bool {
     true
 }
 
-fn inline_data(r: Raw) -> *mut u8 {
-    // SAFETY: str/bytes objects were allocated with their data right after
-    // the header, in the same block.
+pub(crate) fn inline_data(r: Raw) -> *mut u8 {
+    // SAFETY: str/bytes objects and instances were allocated with their
+    // data right after the header, in the same block.
     unsafe { (r.as_ptr() as *mut u8).add(size_of::<ObjHead>()) }
 }
 
@@ -481,7 +480,7 @@ pub(crate) fn kind_of(r: Raw) -> Kind {
 /// The type's name of an object (a class's for an instance).
 pub(crate) fn type_name_raw(r: Raw) -> String {
     match body(r) {
-        Body::Instance(i) => match body(i.class) {
+        Body::Instance(c) => match body(*c) {
             Body::Type(t) => t.name.to_string(),
             _ => "instance".to_string(),
         },
@@ -547,10 +546,9 @@ pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
     match body(r) {
         Body::Seq(items) => items.iter().for_each(|&i| f(i)),
         Body::Dict(d) => d.traverse(f),
-        Body::Instance(inst) => {
-            f(inst.class);
-            inst.dict.traverse(f);
-            inst.finalizer.into_iter().chain(inst.legacy).for_each(f);
+        Body::Instance(c) => {
+            f(*c);
+            super::instance::traverse_inline(r, f);
         }
         Body::Type(t) => {
             t.bases.iter().chain(&t.mro).for_each(|&b| f(b));
@@ -596,17 +594,16 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
             items.clear_len();
         }
         Body::Dict(d) => d.take_all(out),
-        Body::Instance(inst) => {
-            inst.dict.take_all(out);
-            out.extend(inst.finalizer.take());
-            out.extend(inst.legacy.take());
-        }
+        Body::Instance(_) => super::instance::take_inline(r, out),
         Body::Function(func) => out.append(&mut func.captured),
         Body::Type(t) => {
             // Bases and MRO stay (as CPython's `type_clear` keeps them): a
             // cleared class still names its place in the hierarchy; they
-            // are released when it is freed.
+            // are released when it is freed. Its shared keys go with its
+            // dict (strs: an instance of it whose values outlive them just
+            // has no named attributes left).
             t.dict.take_all(out);
+            out.append(&mut t.keys);
         }
         // A bound method and a module keep their references until freed
         // (CPython's `meth_clear` / `module_clear` clear the dict only):
@@ -1199,7 +1196,8 @@ impl<'i> Obj<'i> {
         // SAFETY: forwarded from the caller.
         match unsafe { body_mut(self.raw) } {
             Body::Dict(d) => Ok(d),
-            Body::Instance(i) => Ok(&mut i.dict),
+            // SAFETY: forwarded from the caller.
+            Body::Instance(_) => unsafe { super::instance::dict_mut(self.g, self.raw) },
             _ => Err(self.type_error("a dict is required")),
         }
     }
@@ -1320,7 +1318,9 @@ impl<'i> Obj<'i> {
     fn dict_ref(&self, what: &str) -> Result<&Dict> {
         match body(self.raw) {
             Body::Dict(d) => Ok(d),
-            Body::Instance(i) => Ok(&i.dict),
+            // SAFETY: no reference into the instance is alive (the shared
+            // borrow of its body ended); the result is shared from here.
+            Body::Instance(_) => unsafe { super::instance::dict_mut(self.g, self.raw) }.map(|d| &*d),
             _ => Err(self.type_error(what)),
         }
     }
@@ -1384,15 +1384,20 @@ impl<'i> Obj<'i> {
             }
         }
         let new = f.map(|f| f.clone().into_raw());
-        // SAFETY: no reference into the body is alive; the old hook is
-        // released after the borrow ends.
-        let old = match unsafe { body_mut(self.raw) } {
-            Body::Instance(i) => {
-                if new.is_some() {
-                    set_flag(self.raw, FLAG_SPECIAL, true);
+        // The old hook is released after the instance's ext is updated.
+        let old = match body(self.raw) {
+            Body::Instance(_) => match super::instance::replace_hook(self.g, self.raw, legacy, new) {
+                Ok(old) => {
+                    if new.is_some() {
+                        set_flag(self.raw, FLAG_SPECIAL, true);
+                    }
+                    old
                 }
-                std::mem::replace(if legacy { &mut i.legacy } else { &mut i.finalizer }, new)
-            }
+                Err(e) => {
+                    new.into_iter().for_each(|r| decref(self.g, r));
+                    return Err(e);
+                }
+            },
             _ => {
                 new.into_iter().for_each(|r| decref(self.g, r));
                 return Err(self.type_error("finalizers need an instance"));

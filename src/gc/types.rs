@@ -6,9 +6,11 @@
 //!   `mro_implementation`, without the type itself, so a type does not refer
 //!   to itself) and an attribute dict. Every reference is traced: a class
 //!   and its instances and methods form ordinary cycles the collector finds.
-//! * An **instance** refers to its type (traced). Attribute lookup: the
-//!   instance's own dict, then each type of the MRO; a function found on the
-//!   type comes back bound to the instance (`Body::Method`).
+//! * An **instance** refers to its type (traced). Its attributes are inline
+//!   values named by its class's shared keys, or a dict (`instance.rs`).
+//!   Attribute lookup: the instance's own attributes, then each type of the
+//!   MRO; a function found on the type comes back bound to the instance
+//!   (`Body::Method`).
 //! * Built-in objects report a type object too, one per interpreter and
 //!   built-in kind, created on first use and kept by the interpreter until
 //!   it closes (CPython's static types are process-wide; here nothing is
@@ -19,6 +21,7 @@
 //!   order.
 
 use super::hbox::HBox;
+use super::instance;
 use super::object::{body, body_mut, decref, has_flag, incref, kind_of, set_flag, Body, Dict, Obj, Raw, FLAG_SPECIAL};
 use super::{st, Kind};
 use crate::error::{Error, Result};
@@ -34,6 +37,10 @@ pub(crate) struct TypeObj {
     pub(crate) dict: Dict,
     /// For the type object of a built-in kind.
     pub(crate) builtin: Option<Kind>,
+    /// The attribute names its instances share (interned strs, strong
+    /// references; at most `instance::SHARED_KEYS_MAX`): an instance's
+    /// inline value `i` is its attribute named `keys[i]` (`instance.rs`).
+    pub(crate) keys: Vec<Raw>,
 }
 
 /// A function bound to an object (`instance.method`).
@@ -229,6 +236,7 @@ impl<'i> Gil<'i> {
             mro,
             dict: Dict::default(),
             builtin,
+            keys: Vec::new(),
         };
         self.new_obj_pub(Body::Type(slot.write(t)))
     }
@@ -261,14 +269,11 @@ impl<'i> Gil<'i> {
             }
         }
         let special = mro_lookup(class.raw(), "__del__").is_some();
-        let slot = HBox::slot_in(self.heap())?;
-        let inst = super::object::Instance {
-            class: class.clone().into_raw(),
-            dict: Dict::default(),
-            finalizer: None,
-            legacy: None,
-        };
-        let o = self.new_obj_pub(Body::Instance(slot.write(inst)))?;
+        let cap = instance::cap_for(type_body(class.raw()).map_or(0, |t| t.keys.len()));
+        let raw =
+            super::alloc_obj(*self, Body::Instance(class.clone().into_raw()), true, instance::inline_bytes(cap), &[])?;
+        instance::init(raw, cap);
+        let o = Obj::from_raw_owned(raw, *self);
         if special {
             set_flag(o.raw(), FLAG_SPECIAL, true);
         }
@@ -379,15 +384,15 @@ impl<'i> Gil<'i> {
     }
 }
 
-/// The attribute dict an object has of its own: an instance's, a type's
-/// (inline `Dict`s), a module's (its globals' dict object's).
+/// The attribute dict an object has of its own: a type's (inline), a
+/// module's (its globals' dict object's). An instance's attributes are
+/// `instance.rs`'s.
 ///
 /// # Safety
 /// As `body_mut`: no other reference into the body, no user code meanwhile.
 unsafe fn own_dict_mut<'a>(r: Raw) -> Option<&'a mut Dict> {
     // SAFETY: forwarded from the caller.
     match unsafe { body_mut(r) } {
-        Body::Instance(i) => Some(&mut i.dict),
         Body::Type(t) => Some(&mut t.dict),
         Body::Module(m) => {
             let d = m.dict;
@@ -403,7 +408,6 @@ unsafe fn own_dict_mut<'a>(r: Raw) -> Option<&'a mut Dict> {
 
 pub(crate) fn own_dict<'a>(r: Raw) -> Option<&'a Dict> {
     match body(r) {
-        Body::Instance(i) => Some(&i.dict),
         Body::Type(t) => Some(&t.dict),
         Body::Module(m) => match body(m.dict) {
             Body::Dict(d) => Some(d),
@@ -431,7 +435,7 @@ impl<'i> Obj<'i> {
     pub fn get_type(&self) -> Result<Obj<'i>> {
         let g = self.gil();
         match body(self.raw()) {
-            Body::Instance(i) => Ok(Obj::from_raw_borrowed(i.class, g)),
+            Body::Instance(c) => Ok(Obj::from_raw_borrowed(*c, g)),
             Body::Type(_) => g.builtin_type(Kind::Type),
             Body::Custom(c) => g.custom_type(c.type_name()),
             _ => g.builtin_type(self.kind()),
@@ -597,7 +601,11 @@ impl<'i> Obj<'i> {
             return target.getattr(name);
         }
         let g = self.gil();
-        if let Some(v) = own_dict(self.raw()).and_then(|d| dict_get_str(d, name)) {
+        let own = match body(self.raw()) {
+            Body::Instance(_) => instance::get_own(self.raw(), name),
+            _ => own_dict(self.raw()).and_then(|d| dict_get_str(d, name)),
+        };
+        if let Some(v) = own {
             return Ok(Some(Obj::from_raw_borrowed(v, g)));
         }
         match body(self.raw()) {
@@ -640,6 +648,9 @@ impl<'i> Obj<'i> {
     pub fn setattr(&self, name: &str, value: &Obj<'i>) -> Result<()> {
         if let Some(target) = proxy_target(self)? {
             return target.setattr(name, value);
+        }
+        if let Body::Instance(_) = body(self.raw()) {
+            return instance::set_own(self.gil(), self.raw(), name, value);
         }
         if own_dict(self.raw()).is_none() {
             return Err(self.no_attr_error(name, true));
@@ -692,6 +703,12 @@ impl<'i> Obj<'i> {
         if let Some(target) = proxy_target(self)? {
             return target.delattr(name);
         }
+        if let Body::Instance(_) = body(self.raw()) {
+            return match instance::del_own(self.gil(), self.raw(), name) {
+                true => Ok(()),
+                false => Err(self.no_attr_error(name, false)),
+            };
+        }
         if own_dict(self.raw()).is_none() {
             return Err(self.no_attr_error(name, true));
         }
@@ -709,7 +726,7 @@ impl<'i> Obj<'i> {
 
     fn no_attr_error(&self, name: &str, readonly: bool) -> Error {
         let type_name = match body(self.raw()) {
-            Body::Instance(i) => type_body(i.class).map(|t| t.name.to_string()).unwrap_or_default(),
+            Body::Instance(c) => type_body(*c).map(|t| t.name.to_string()).unwrap_or_default(),
             _ => self.kind().name().to_string(),
         };
         let message = match body(self.raw()) {
@@ -726,10 +743,8 @@ impl<'i> Obj<'i> {
 /// one), else a `__del__` function along its class's MRO.
 pub(crate) fn instance_finalizer(r: Raw, legacy_too: bool) -> Option<Raw> {
     match body(r) {
-        Body::Instance(i) => {
-            let own = if legacy_too { i.finalizer.or(i.legacy) } else { i.finalizer };
-            own.or_else(|| mro_lookup(i.class, "__del__").filter(|&f| kind_of(f) == Kind::Function))
-        }
+        Body::Instance(c) => instance::own_finalizer(r, legacy_too)
+            .or_else(|| mro_lookup(*c, "__del__").filter(|&f| kind_of(f) == Kind::Function)),
         _ => None,
     }
 }
