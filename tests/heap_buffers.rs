@@ -108,3 +108,99 @@ fn instances_functions_and_weakrefs_live_in_the_heap_under_the_limit() {
     .unwrap();
     assert_eq!(i.close().unwrap().leaked.live_blocks, 0);
 }
+
+/// Counts its drops; panics in its drop when told to.
+struct Dropped {
+    count: std::rc::Rc<std::cell::Cell<usize>>,
+    panic: bool,
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.count.set(self.count.get() + 1);
+        if self.panic {
+            panic!("drop panicked");
+        }
+    }
+}
+
+/// An embedder value with a big inline payload, 16-byte aligned.
+#[repr(align(16))]
+struct Payload {
+    _bytes: [u8; 2000],
+    _guard: Dropped,
+}
+// SAFETY: it holds no object reference.
+unsafe impl subinterp::Trace for Payload {
+    fn trace(&self, _: &mut subinterp::Visitor<'_>) {}
+    fn clear(&self, _: &mut subinterp::Cleared<'_>) {}
+}
+
+#[test]
+fn closures_captured_references_and_embedder_values_are_heap_blocks() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let drops = Rc::new(Cell::new(0));
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let i = rt.create(InterpreterConfig::isolated()).unwrap();
+    i.with_gil(|g| {
+        let none = g.none().unwrap();
+        let before = g.memory_stats().bytes_in_use;
+        // A closure holding 4 KiB by value, with 100 captured references.
+        let big = [7u8; 4096];
+        let guard = Dropped { count: drops.clone(), panic: false };
+        let caps: Vec<_> = (0..100).map(|_| none.clone()).collect();
+        let f = g
+            .function("f", &caps, move |g, cap, _| {
+                let _ = &guard;
+                g.int(big[0] as i64 + cap.len() as i64)
+            })
+            .unwrap();
+        assert!(g.memory_stats().bytes_in_use >= before + 4096 + 100 * 8, "closure and captures counted");
+        assert_eq!(f.call(&[]).unwrap().as_int(), Some(107));
+        drop(f);
+        assert_eq!(drops.get(), 1, "the closure was dropped with the function");
+        assert_eq!(g.memory_stats().bytes_in_use, before, "and its blocks freed");
+        // An embedder value is one block of the heap too (2 KiB here).
+        let o = g
+            .new_object(Payload { _bytes: [0; 2000], _guard: Dropped { count: drops.clone(), panic: false } })
+            .unwrap();
+        assert!(g.memory_stats().bytes_in_use >= before + 2000);
+        assert!(o.downcast_ref::<Payload>().is_some());
+        drop(o);
+        assert_eq!(drops.get(), 2);
+        assert_eq!(g.memory_stats().bytes_in_use, before);
+        // Past the limit: a MemoryError, the value dropped once (behind the
+        // boundary), nothing left allocated.
+        g.set_memory_limit(Some(g.memory_stats().counted_bytes + 1000)).unwrap();
+        let guard = Dropped { count: drops.clone(), panic: false };
+        let big = [1u8; 8192];
+        let err = g.function("g", &[], move |g, _, _| {
+            let _ = &guard;
+            g.int(big[0] as i64)
+        });
+        assert!(err.unwrap_err().is_memory_error());
+        assert_eq!(drops.get(), 3);
+        let err = g.new_object(Payload { _bytes: [0; 2000], _guard: Dropped { count: drops.clone(), panic: false } });
+        assert!(err.unwrap_err().is_memory_error());
+        assert_eq!(drops.get(), 4);
+        g.set_memory_limit(None).unwrap();
+        assert_eq!(g.memory_stats().bytes_in_use, before);
+        // A closure and a value whose drop panics: reported, blocks freed.
+        let guard = Dropped { count: drops.clone(), panic: true };
+        let f = g.function("h", &[], move |g, _, _| {
+            let _ = &guard;
+            g.none()
+        });
+        drop(f.unwrap());
+        let o = g.new_object(Payload { _bytes: [0; 2000], _guard: Dropped { count: drops.clone(), panic: true } });
+        drop(o.unwrap());
+        assert_eq!(drops.get(), 6);
+        assert_eq!(g.memory_stats().bytes_in_use, before, "freed though their drops panicked");
+    })
+    .unwrap();
+    let report = i.close().unwrap();
+    assert_eq!(report.leaked.live_blocks, 0);
+    let panics = report.gc_errors.iter().filter(|e| e.to_string().contains("drop panicked")).count();
+    assert_eq!(panics, 2, "{:?}", report.gc_errors);
+}

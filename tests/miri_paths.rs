@@ -313,3 +313,59 @@ fn instance_inline_values_and_ext_boxes() {
         drop((k, d)); // cycles: alive until the close frees them
     })
 }
+
+/// A value with a 16-byte alignment and more than 512 bytes (the heap's
+/// large path), for `new_object` and a closure (`src/gc/hdyn.rs`).
+#[repr(align(16))]
+struct Wide {
+    bytes: [u8; 600],
+    next: subinterp::Member,
+}
+subinterp::trace_fields!(Wide { next });
+
+/// Closures and embedder values in heap blocks (`src/gc/hdyn.rs`): called,
+/// downcast, dropped at refcount zero, in a collected cycle, at close, and
+/// with a drop that panics (the block freed all the same).
+#[test]
+fn closures_and_embedder_values_in_heap_blocks() {
+    struct Loud(bool);
+    impl Drop for Loud {
+        fn drop(&mut self) {
+            if self.0 {
+                panic!("loud drop");
+            }
+        }
+    }
+    let rt = runtime();
+    let i = rt.create(InterpreterConfig::isolated()).unwrap();
+    i.with_gil(|g| {
+        let big = [3u8; 700];
+        let loud = Loud(false);
+        let f = g
+            .function("f", &[g.int(5).unwrap()], move |g, cap, _| {
+                let _ = &loud;
+                g.int(big[699] as i64 + cap[0].as_int().unwrap())
+            })
+            .unwrap();
+        assert_eq!(f.call(&[]).unwrap().as_int(), Some(8));
+        let w = g.new_object(Wide { bytes: [9; 600], next: subinterp::Member::default() }).unwrap();
+        assert_eq!(w.downcast_ref::<Wide>().unwrap().bytes[599], 9);
+        w.downcast_ref::<Wide>().unwrap().next.set(g, Some(&w)).unwrap(); // a cycle
+        drop((f, w));
+        assert_eq!(g.gc_collect(2).unwrap().collected, 1);
+        let loud = Loud(true);
+        drop(g.function("p", &[], move |g, _, _| {
+            let _ = &loud;
+            g.none()
+        }));
+        // Left for the close: a value in a cycle (and a function holding it,
+        // freed at once).
+        let w = g.new_object(Wide { bytes: [0; 600], next: subinterp::Member::default() }).unwrap();
+        w.downcast_ref::<Wide>().unwrap().next.set(g, Some(&w)).unwrap();
+        std::mem::drop(g.function("kept", std::slice::from_ref(&w), |g, _, _| g.none()).unwrap());
+    })
+    .unwrap();
+    let report = i.close().unwrap();
+    assert_eq!(report.leaked.live_blocks, 0, "{report:?}");
+    assert_eq!(report.gc_errors.len(), 1, "the panicking drop: {report:?}");
+}

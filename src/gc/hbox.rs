@@ -1,6 +1,7 @@
 //! [`HBox`]: a box in the interpreter's heap, for the object bodies that do
-//! not fit the 16-byte `Body` (instances, classes, methods, modules,
-//! functions, code objects, weakrefs, embedder values). Counted in
+//! not fit the 16-byte `Body` (classes, methods, modules, functions, code
+//! objects, weakrefs, an instance's ext box; `dyn` values are `hdyn.rs`'s).
+//! Counted in
 //! `MemoryStats`, under the memory limit; a refused allocation is a
 //! `MemoryError`, never an abort.
 //!

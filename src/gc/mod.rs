@@ -3,6 +3,7 @@
 
 pub(crate) mod dict;
 pub(crate) mod hbox;
+pub(crate) mod hdyn;
 pub(crate) mod incremental;
 pub(crate) mod instance;
 pub(crate) mod items;
@@ -609,8 +610,10 @@ fn release_body(g: Gil<'_>, body: Body) {
         Body::Function(f) => {
             // SAFETY: see above.
             let mut f = unsafe { f.into_inner_in(heap) };
-            std::mem::take(&mut f.captured).into_iter().for_each(|c| decref(g, c));
-            drop_user_value(g, f);
+            f.captured.as_slice().iter().for_each(|&c| decref(g, c));
+            // SAFETY: the buffer came from this heap; released just now.
+            unsafe { f.captured.free_in(heap) };
+            drop_heap_value(g, "drop of a native function's closure", f.f);
         }
         Body::Code(c) => {
             // SAFETY: see above.
@@ -620,15 +623,15 @@ fn release_body(g: Gil<'_>, body: Body) {
             crate::services::code_extra::release(g, &mut c).into_iter().for_each(|e| st(g, |s| s.report(e)));
         }
         Body::Custom(c) => {
-            // SAFETY: see above.
-            let c = unsafe { c.into_inner_in(heap) };
             let mut out = Vec::new();
             let uid = uid_of(g);
-            if let Err(e) = run_callback("Trace::clear", || c.clear_dyn(&mut trace::Cleared { out: &mut out, uid })) {
+            if let Err(e) =
+                run_callback("Trace::clear", || c.get().clear_dyn(&mut trace::Cleared { out: &mut out, uid }))
+            {
                 st(g, |s| s.report(e));
             }
             out.into_iter().for_each(|x| decref(g, x));
-            drop_user_value(g, c);
+            drop_heap_value(g, "drop of an embedder value", c);
         }
         Body::Weakref(w) => {
             // SAFETY: see above.
@@ -690,8 +693,12 @@ fn free_boxes(g: Gil<'_>, body: Body) {
                 crate::services::code_extra::release(g, &mut c).into_iter().for_each(|e| st(g, |s| s.report(e)));
             }
             Body::Weakref(b) => b.free_in(heap),
-            Body::Function(b) => drop_user_value(g, b.into_inner_in(heap)),
-            Body::Custom(b) => drop_user_value(g, b.into_inner_in(heap)),
+            Body::Function(b) => {
+                let mut f = b.into_inner_in(heap);
+                f.captured.free_in(heap);
+                drop_heap_value(g, "drop of a native function's closure", f.f);
+            }
+            Body::Custom(b) => drop_heap_value(g, "drop of an embedder value", b),
             Body::Seq(_) | Body::Dict(_) => {} // buffers freed by the caller
             Body::None | Body::Bool(_) | Body::Int(_) | Body::Float(_) | Body::Str(_) | Body::Bytes(_) => {}
         }
@@ -754,6 +761,19 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
 #[inline(never)]
 fn drop_user_value<T>(g: Gil<'_>, value: T) {
     if let Err(e) = run_callback("drop of an embedder value", move || drop(value)) {
+        st(g, |s| s.report(e));
+    }
+}
+
+/// Drops a value in the heap whose `Drop` is user code (`hdyn.rs`), behind
+/// the catch-unwind boundary, its block freed also when that panics.
+#[cold]
+#[inline(never)]
+fn drop_heap_value<D: ?Sized>(g: Gil<'_>, context: &'static str, value: hdyn::HDyn<D>) {
+    let heap = g.heap();
+    // SAFETY: the value's block came from this interpreter's heap (it was
+    // an object body of it); the GIL is held.
+    if let Err(e) = run_callback(context, || unsafe { value.drop_in(heap) }) {
         st(g, |s| s.report(e));
     }
 }

@@ -18,19 +18,20 @@
 //! `sys.getsizeof('abc')` = 52). List and tuple
 //! item buffers are blocks of the same heap (`items.rs`: counted, under the
 //! memory limit, freed explicitly at the body's drop sites), and so are dict
-//! tables (`dict.rs`; a dict body is one pointer to its table). The bodies
-//! that do not fit the 16-byte `Body` (instances, classes, methods,
-//! modules, functions, code objects, weakrefs, the embedder value's handle)
-//! are heap boxes (`hbox.rs`, freed explicitly as the buffers are). Still
-//! system-allocator memory: per-class and per-function metadata (names,
-//! bases/MRO arrays, code constants and extra slots, a function's captures
-//! and its closure) and an embedder value itself (`Box<dyn>`).
+//! tables (`dict.rs`; a dict body is one pointer to its table). An instance
+//! keeps its attributes inline after the header (`instance.rs`). The bodies
+//! that do not fit the 16-byte `Body` (classes, methods, modules, functions,
+//! code objects, weakrefs, an instance's ext box) are heap boxes (`hbox.rs`,
+//! freed explicitly as the buffers are); an embedder value and a native
+//! function's closure are heap blocks behind a thin pointer (`hdyn.rs`),
+//! a function's captured references a heap buffer. Still system-allocator
+//! memory: per-class and per-function metadata (names, bases/MRO arrays,
+//! a class's shared-key array, code constants and extra slots).
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem::size_of;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::rc::Rc;
 
 pub(crate) use super::dict::{key_hash, Dict};
 use super::trace::{Cleared, Trace, Visitor};
@@ -91,6 +92,7 @@ pub(crate) const FLAG_ATTR_DICT: u32 = 4096;
 const _: () = assert!(FLAG_ATTR_DICT < 1 << super::instance::CAP_SHIFT);
 
 pub(crate) use super::hbox::HBox;
+pub(crate) use super::hdyn::HDyn;
 pub(crate) use super::items::{Items, SeqKind};
 
 /// The one-word header before every tracked object (CPython's `PyGC_Head`,
@@ -185,8 +187,10 @@ const _: () = assert!(size_of::<Body>() == 16);
 const _: () = assert!(size_of::<ObjHead>() == 24);
 const _: () = assert!(GC_HEAD_SIZE == 8);
 
-/// A native function: `f(gil, captured, args)`.
-pub type NativeFn = Rc<dyn for<'i> Fn(Gil<'i>, &[Obj<'i>], &[Obj<'i>]) -> Result<Obj<'i>>>;
+/// The signature of a native function ([`Gil::function`]'s closure), as a
+/// trait object: `f(gil, captured, args)`. The closure is kept in the
+/// interpreter's heap (`hdyn.rs`).
+pub type NativeFn = dyn for<'i> Fn(Gil<'i>, &[Obj<'i>], &[Obj<'i>]) -> Result<Obj<'i>>;
 
 pub(crate) enum Body {
     None,
@@ -213,14 +217,17 @@ pub(crate) enum Body {
     Method(HBox<Method>),
     /// A module object.
     Module(HBox<ModuleObj>),
-    /// A boxed box: the outer box is thin, which keeps the body 16 bytes.
-    Custom(HBox<Box<dyn CustomObj>>),
+    /// An embedder value, in one heap block behind a thin pointer (`hdyn.rs`),
+    /// which keeps the body 16 bytes.
+    Custom(HDyn<dyn CustomObj>),
 }
 
 pub(crate) struct Function {
     pub(crate) name: Box<str>,
-    pub(crate) f: NativeFn,
-    pub(crate) captured: Vec<Raw>,
+    /// The closure, in the heap.
+    pub(crate) f: HDyn<NativeFn>,
+    /// Strong references, in a heap buffer (a tuple's `Items`).
+    pub(crate) captured: Items,
 }
 
 pub(crate) struct WeakrefBody {
@@ -484,7 +491,7 @@ pub(crate) fn type_name_raw(r: Raw) -> String {
             Body::Type(t) => t.name.to_string(),
             _ => "instance".to_string(),
         },
-        Body::Custom(c) => c.type_name().to_string(),
+        Body::Custom(c) => c.get().type_name().to_string(),
         _ => kind_of(r).name().to_string(),
     }
 }
@@ -566,7 +573,7 @@ pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
             c.extra.iter().flatten().for_each(|&i| f(i));
         }
         Body::Custom(c) => {
-            let r = catch_unwind(AssertUnwindSafe(|| c.trace_dyn(&mut Visitor { f, uid })));
+            let r = catch_unwind(AssertUnwindSafe(|| c.get().trace_dyn(&mut Visitor { f, uid })));
             if let Err(p) = r {
                 TRACE_PANIC.with(|t| {
                     t.borrow_mut().get_or_insert_with(|| crate::error::panic_message(p.as_ref()));
@@ -582,7 +589,7 @@ pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
 /// Only an embedder's `Trace::clear` can panic here.
 pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
     if let Body::Custom(c) = body(r) {
-        c.clear_dyn(&mut Cleared { out, uid });
+        c.get().clear_dyn(&mut Cleared { out, uid });
         return;
     }
     // SAFETY: no reference into this body is alive (shared borrows above
@@ -595,7 +602,11 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
         }
         Body::Dict(d) => d.take_all(out),
         Body::Instance(_) => super::instance::take_inline(r, out),
-        Body::Function(func) => out.append(&mut func.captured),
+        Body::Function(func) => {
+            // The buffer stays with the function (freed with it).
+            out.extend_from_slice(func.captured.as_slice());
+            func.captured.clear_len();
+        }
         Body::Type(t) => {
             // Bases and MRO stay (as CPython's `type_clear` keeps them): a
             // cleared class still names its place in the hierarchy; they
@@ -1482,8 +1493,11 @@ impl<'i> Obj<'i> {
         // through calls must reach MAX_CALL_DEPTH before the stack ends,
         // also in unoptimized sanitizer builds): everything else is out of line.
         let (f, captured) = match body(self.raw) {
+            // The closure stays in place for the call: the function object
+            // is alive (the caller's handle) and its closure is freed only
+            // with it (a clear takes the captured references, not it).
             Body::Function(func) => {
-                (func.f.clone(), func.captured.iter().map(|&r| Obj::from_raw_borrowed(r, self.g)).collect::<Vec<_>>())
+                (func.f.get(), func.captured.iter().map(|&r| Obj::from_raw_borrowed(r, self.g)).collect::<Vec<_>>())
             }
             _ => return self.call_other(args),
         };
@@ -1603,7 +1617,7 @@ impl<'i> Obj<'i> {
     /// ```
     pub fn downcast_ref<T: Trace>(&self) -> Option<&T> {
         match body(self.raw) {
-            Body::Custom(c) => c.as_any().downcast_ref::<T>(),
+            Body::Custom(c) => c.get().as_any().downcast_ref::<T>(),
             _ => None,
         }
     }
@@ -2071,19 +2085,34 @@ impl<'i> Gil<'i> {
     where
         F: for<'a> Fn(Gil<'a>, &[Obj<'a>], &[Obj<'a>]) -> Result<Obj<'a>> + 'static,
     {
-        let slot = match HBox::slot_in(self.heap()) {
-            Ok(slot) => slot,
-            Err(e) => {
-                // The closure is the embedder's: its drop behind the boundary.
+        let heap = self.heap();
+        // Each block is taken before the next; a refusal gives back what was
+        // taken (the closure's drop is the embedder's: behind the boundary).
+        let f = match HDyn::new_in(heap, f, |p| -> NonNull<NativeFn> { p }) {
+            Ok(f) => f,
+            Err((e, f)) => {
                 super::drop_user_value(*self, f);
                 return Err(e);
             }
         };
-        let func = Function {
-            name: name.into(),
-            f: Rc::new(f),
-            captured: captured.iter().map(|o| o.clone().into_raw()).collect(),
+        let mut items = match Items::with_capacity(SeqKind::Tuple, heap, captured.len()) {
+            Ok(items) => items,
+            Err(e) => {
+                super::drop_heap_value(*self, "drop of a native function's closure", f);
+                return Err(e);
+            }
         };
+        let slot = match HBox::slot_in(heap) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // SAFETY: an empty buffer of this heap (or none); GIL held.
+                unsafe { items.free_in(heap) };
+                super::drop_heap_value(*self, "drop of a native function's closure", f);
+                return Err(e);
+            }
+        };
+        captured.iter().for_each(|o| items.push_within(o.clone().into_raw()));
+        let func = Function { name: name.into(), f, captured: items };
         self.new_obj(Body::Function(slot.write(func)), true, &[])
     }
 
@@ -2210,15 +2239,14 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn new_object<T: Trace>(&self, value: T) -> Result<Obj<'i>> {
-        let slot = match HBox::slot_in(self.heap()) {
-            Ok(slot) => slot,
-            Err(e) => {
+        match HDyn::new_in(self.heap(), value, |p| -> NonNull<dyn CustomObj> { p }) {
+            Ok(v) => self.new_obj(Body::Custom(v), true, &[]),
+            Err((e, value)) => {
                 // The value is the embedder's: its drop behind the boundary.
                 super::drop_user_value(*self, value);
-                return Err(e);
+                Err(e)
             }
-        };
-        self.new_obj(Body::Custom(slot.write(Box::new(value))), true, &[])
+        }
     }
 }
 

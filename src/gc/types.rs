@@ -437,7 +437,7 @@ impl<'i> Obj<'i> {
         match body(self.raw()) {
             Body::Instance(c) => Ok(Obj::from_raw_borrowed(*c, g)),
             Body::Type(_) => g.builtin_type(Kind::Type),
-            Body::Custom(c) => g.custom_type(c.type_name()),
+            Body::Custom(c) => g.custom_type(c.get().type_name()),
             _ => g.builtin_type(self.kind()),
         }
     }
