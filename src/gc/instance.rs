@@ -27,6 +27,7 @@
 //! its instances do; an instance used as a bag of unrelated names does not
 //! grow the layout of all the others).
 
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
 use super::dict::Dict;
@@ -423,19 +424,33 @@ pub(crate) fn clear_each(g: Gil<'_>, r: Raw, mut f: impl FnMut(Raw)) {
 /// What an instance holds besides its body, moved out of its block before
 /// the block is freed (`gc::free_obj`, `gc::dealloc_one`).
 pub(crate) struct Parts {
-    values: [Option<Raw>; MAX_CAP],
+    /// The first `n` are initialized (copied out of the block).
+    values: [MaybeUninit<Option<Raw>>; MAX_CAP],
+    n: usize,
     ext: Option<NonNull<Ext>>,
 }
 
 impl Parts {
     /// Moves them out of a dead instance `r` (its block is freed next).
+    #[inline(always)]
     pub(crate) fn read_out(r: Raw) -> Parts {
-        let mut values = [None; MAX_CAP];
+        // Only the instance's `cap` values are copied (most have one): no
+        // array of 31 to fill first.
+        let mut values = [const { MaybeUninit::uninit() }; MAX_CAP];
         let vals = self::values(r);
-        values[..vals.len()].copy_from_slice(vals);
+        for (slot, v) in values.iter_mut().zip(vals) {
+            slot.write(*v);
+        }
         // SAFETY: the ext word is initialized; the box becomes these parts'.
         let ext = unsafe { ext_slot(r).replace(None) };
-        Parts { values, ext }
+        Parts { values, n: vals.len().min(MAX_CAP), ext }
+    }
+
+    /// The values moved out.
+    #[inline(always)]
+    fn values(&self) -> impl Iterator<Item = Raw> + '_ {
+        // SAFETY: the first `n` were written by `read_out`.
+        self.values[..self.n].iter().filter_map(|v| unsafe { v.assume_init() })
     }
 
     fn take_ext(&mut self) -> Option<HBox<Ext>> {
@@ -457,7 +472,7 @@ impl Parts {
             unsafe { e.dict.free_in(heap) };
             e.finalizer.into_iter().chain(e.legacy).for_each(|c| decref(g, c));
         }
-        self.values.iter().flatten().for_each(|&v| decref(g, v));
+        self.values().for_each(|v| decref(g, v));
     }
 
     /// Pushes every reference they still hold on `out` (a collection's
@@ -471,7 +486,7 @@ impl Parts {
             unsafe { e.dict.free_in(heap) };
             out.extend(e.finalizer.into_iter().chain(e.legacy));
         }
-        out.extend(self.values.iter().flatten());
+        out.extend(self.values());
     }
 
     /// Frees their boxes without releasing anything (the teardown).

@@ -106,8 +106,11 @@ pub(crate) struct GcState {
     next_cb: u64,
     weakrefs: HashMap<usize, Vec<Raw>>,
     /// The interpreter's type objects of built-in kinds, embedder types and
-    /// `Gil::instance`'s named classes (one reference each, until close).
+    /// exception classes (one reference each, until close).
     pub(crate) types: HashMap<types::TypeKey, Raw>,
+    /// `Gil::instance`'s classes, by name (one reference each, until close):
+    /// a map of their own, looked up by `&str` without making a key.
+    pub(crate) named_classes: HashMap<Box<str>, Raw>,
     /// The heap objects of the imported modules, in import order (one
     /// reference each; `modules.rs`).
     pub(crate) modules: Vec<modules::ModEntry>,
@@ -273,6 +276,7 @@ impl GcCell {
             next_cb: 0,
             weakrefs: HashMap::new(),
             types: HashMap::new(),
+            named_classes: HashMap::new(),
             modules: Vec::new(),
             builtins_obj: None,
             interned: None,
@@ -1662,6 +1666,7 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         s.closing = true;
         // The cache's references go with every other object below.
         s.types = HashMap::new();
+        s.named_classes = HashMap::new();
         s.modules = Vec::new();
         s.builtins_obj = None;
         s.default_import = None;

@@ -78,9 +78,9 @@ pub(crate) const FLAG_SCANNED: u32 = 512;
 /// and the interpreter owes a full collection (`docs/gc.md`, "Incremental").
 pub(crate) const FLAG_BIG: u32 = 1024;
 /// The interpreter itself holds this object: a module object of its module
-/// table, that module's globals dict (`gc::modules`), or a type of its type
-/// cache (the built-in types, embedder types, exception classes, the
-/// classes of `Gil::instance`; held until close). Such an object is
+/// table, that module's globals dict (`gc::modules`), or a type it caches
+/// (the built-in types, embedder types, exception classes, the classes of
+/// `Gil::instance`; held until close). Such an object is
 /// live, and so is everything it reaches: an increment's closures stop at
 /// it, and as a suspect it goes back among the clean unexamined
 /// (`docs/gc.md`, "Closures stop at what the interpreter holds").

@@ -63,8 +63,6 @@ pub(crate) enum TypeKey {
     Builtin(Kind),
     /// The type of an embedder's [`Trace`](crate::Trace) type, by Rust type name.
     Custom(&'static str),
-    /// The class [`Gil::instance`] makes instances of, by name.
-    Named(Box<str>),
     /// A built-in exception class (`crate::exceptions`), by name.
     Exception(&'static str),
 }
@@ -298,8 +296,19 @@ impl<'i> Gil<'i> {
     /// # Ok::<(), subinterp::Error>(())
     /// ```
     pub fn instance(&self, class: &str) -> Result<Obj<'i>> {
-        let cls = self.cached_type(TypeKey::Named(class.into()), || self.new_class(class, &[]))?;
-        self.instance_of(&cls)
+        let g = *self;
+        if let Some(r) = st(g, |s| if s.closing { None } else { s.named_classes.get(class).copied() }) {
+            return self.instance_of(&Obj::from_raw_borrowed(r, g));
+        }
+        if st(g, |s| s.closing) {
+            return Err(Error::InterpreterClosed { id: g.id() });
+        }
+        let made = self.new_class(class, &[])?;
+        // The map keeps one reference until the interpreter closes; held by
+        // the interpreter, the class is rooted (`FLAG_ROOTED`).
+        let r = st(g, |s| *s.named_classes.entry(class.into()).or_insert_with(|| made.clone().into_raw()));
+        set_flag(r, super::object::FLAG_ROOTED, true);
+        self.instance_of(&Obj::from_raw_borrowed(r, g))
     }
 
     /// The type object of an embedder type `T` (base `object`).
