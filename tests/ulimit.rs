@@ -137,3 +137,43 @@ limited_case!(an_instance_namespace_growing_under_ulimit_is_a_memory_error, |g| 
         i += 1;
     }
 });
+
+/// Takes what memory is left in small blocks (a chain of one-item lists,
+/// no buffers): afterwards a worklist of a big container's references could
+/// not be allocated.
+fn exhaust<'i>(g: Gil<'i>) -> subinterp::Obj<'i> {
+    let mut chain = g.list(&[]).unwrap();
+    while let Ok(next) = g.list(std::slice::from_ref(&chain)) {
+        chain = next;
+    }
+    chain
+}
+
+limited_case!(a_full_list_and_dict_are_cleared_under_ulimit, |g| {
+    // Filled until the system refuses, the rest of memory taken, then
+    // cleared: `clear` releases the references from the moved-out buffer
+    // and table, with no worklist of all of them to allocate.
+    let l = g.list(&[]).unwrap();
+    let d = g.dict().unwrap();
+    let x = g.none().unwrap();
+    let e = loop {
+        if let Err(e) = l.list_append(&x) {
+            break e;
+        }
+    };
+    let mut i = 0i64;
+    loop {
+        let Ok(k) = g.int(i) else { break };
+        if d.dict_set(&k, &x).is_err() {
+            break;
+        }
+        i += 1;
+    }
+    let rest = exhaust(g);
+    l.clear().unwrap();
+    assert_eq!(l.len().unwrap(), 0);
+    d.clear().unwrap();
+    assert_eq!(d.len().unwrap(), 0);
+    drop(rest);
+    e
+});

@@ -550,8 +550,16 @@ fn dealloc_one(g: Gil<'_>, r: Raw) {
     if flags & (FLAG_SPECIAL | FLAG_WEAKREFS) != 0 || st(g, |s| s.closing) {
         return dealloc_special(g, r);
     }
-    // No user code can run before the object is gone: move the body out,
-    // free the block, then release the references it held.
+    free_then_release(g, r, flags);
+}
+
+/// Frees a dead object nothing can reach any more (untracked, no finalizer
+/// to run, weakrefs cleared) and then releases what it held. No user code
+/// can run before the object is gone: the body (and an instance's inline
+/// parts) is moved out, the block freed, then the references released
+/// straight from the moved-out buffers and tables (no worklist).
+#[inline(always)]
+fn free_then_release(g: Gil<'_>, r: Raw, flags: u32) {
     // The common case, a tuple or list: only its items are moved out (a
     // copy of the whole body costs more, in stack traffic, than the rest).
     if let Body::Seq(items) = body(r) {
@@ -748,13 +756,57 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
     for (wr, cb) in cbs {
         run_fn(g, "weakref callback", cb, wr);
     }
-    let mut kids = Vec::new();
-    let uid = uid_of(g);
-    if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut kids)) {
-        st(g, |s| s.report(e));
+    // Nothing can reach it now (a weakref callback gets the weakref, whose
+    // target is cleared): freed as an ordinary object, its references
+    // released from its own buffers after the block is gone.
+    free_then_release(g, r, head(r).flags.get());
+}
+
+/// Clears `r` (CPython's `tp_clear`), handing each strong reference it held
+/// to `f` as it is taken out. A list's or tuple's buffer and a dict's or a
+/// class's table are moved out first (the object is left empty) and
+/// released from there, an instance's values one at a time: no worklist of
+/// all of them is allocated, so a container of millions cleared when the
+/// system refuses memory does not abort. `f` may run user code: nothing of
+/// `r` is borrowed while it runs. Other bodies go through `take_refs` (an
+/// embedder's `Trace::clear` behind the catch-unwind boundary, a panic
+/// reported).
+fn clear_releasing(g: Gil<'_>, r: Raw, uid: u64, mut f: impl FnMut(Raw)) {
+    let heap = g.heap();
+    // SAFETY: no reference into the body is alive; moving a buffer or a
+    // table out runs no user code, and the borrow ends before `f` runs.
+    match unsafe { body_mut(r) } {
+        Body::Seq(items) => {
+            let mut items = items.take();
+            // The buffer is this local's alone: `f`'s user code cannot reach it.
+            items.as_slice().iter().for_each(|&c| f(c));
+            // SAFETY: the buffer came from this interpreter's heap; GIL held;
+            // its references were handed over above and are not read again.
+            unsafe { items.free_in(heap) };
+        }
+        Body::Dict(d) => {
+            let mut d = std::mem::take(d);
+            d.traverse(&mut f);
+            // SAFETY: as for the buffer above.
+            unsafe { d.free_in(heap) };
+        }
+        Body::Instance(_) => instance::clear_each(g, r, f),
+        Body::Type(t) => {
+            // Bases and MRO stay (as `take_refs`): released when it is freed.
+            let (mut d, keys) = (std::mem::take(&mut t.dict), std::mem::take(&mut t.keys));
+            d.traverse(&mut f);
+            // SAFETY: as for the buffer above.
+            unsafe { d.free_in(heap) };
+            keys.into_iter().for_each(f);
+        }
+        _ => {
+            let mut taken = Vec::new();
+            if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
+                st(g, |s| s.report(e));
+            }
+            taken.into_iter().for_each(f);
+        }
     }
-    free_obj(g, r, Some(&mut kids));
-    kids.into_iter().for_each(|k| decref(g, k));
 }
 
 /// Drops a value moved out of a freed object whose drop runs user code (an
@@ -1314,33 +1366,10 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         collected += 1;
         // From here `r` is cleared: its `slot` is exactly `TAG_DETACHED`,
         // which tells `release_cleared_aware` that it may be freed directly.
-        // SAFETY: no reference into the body is alive; taking the items or
-        // the table out runs no user code, and the borrow ends with it,
-        // before any release runs user code (or before `take_refs`).
-        let b = unsafe { body_mut(r) };
-        if let Body::Seq(items) = b {
-            let mut items = items.take();
-            for &c in items.as_slice() {
-                freed += release_cleared_aware(g, c, &mut taken);
-            }
-            // SAFETY: the buffer came from this interpreter's heap; GIL held.
-            unsafe { items.free_in(g.heap()) };
-        } else if let Body::Dict(d) = b {
-            // The same for a dict: its table moved out (the dict is empty
-            // from here, as after `clear`), its references released from
-            // it, no worklist of all of them to allocate.
-            let mut d = std::mem::take(d);
-            d.traverse(&mut |c| freed += release_cleared_aware(g, c, &mut taken));
-            // SAFETY: the table came from this interpreter's heap; GIL held;
-            // its references were released just now.
-            unsafe { d.free_in(g.heap()) };
-        } else if let Body::Instance(_) = b {
-            // An instance's values and its ext dict likewise, one at a time.
-            instance::clear_each(g, r, |c| freed += release_cleared_aware(g, c, &mut taken));
-        } else if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-            st(g, |s| s.report(e));
-        }
-        // What the releases above left to release (and `take_refs` took).
+        // Its references released as they are taken out (no worklist of
+        // all of them for the big containers).
+        clear_releasing(g, r, uid, |c| freed += release_cleared_aware(g, c, &mut taken));
+        // What the releases above left to release.
         while let Some(c) = taken.pop() {
             freed += release_cleared_aware(g, c, &mut taken);
         }
@@ -1525,12 +1554,8 @@ fn handle_unreachable_slow(g: Gil<'_>, mut unreachable: Vec<Raw>, debug: u32) ->
     } else {
         // Clear, then release our holds: the garbage frees itself.
         for &r in &unreachable {
-            let mut taken = Vec::new();
             // (A weakref among them was detached before any user code ran.)
-            if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-                st(g, |s| s.report(e));
-            }
-            taken.into_iter().for_each(|t| decref(g, t));
+            clear_releasing(g, r, uid, |t| decref(g, t));
         }
         for &r in &unreachable {
             set_flag(r, FLAG_UNREACHABLE, false);
@@ -1695,17 +1720,15 @@ pub(crate) fn teardown(g: Gil<'_>) -> Teardown {
         w.references().into_iter().for_each(|r| decref(g, r));
     }
     for &r in &all {
-        let mut taken = Vec::new();
-        if let Err(e) = run_callback("Trace::clear", || take_refs(r, uid, &mut taken)) {
-            st(g, |s| s.report(e));
-        }
         st(g, |s| {
             drop(clear_weakrefs_to(s, r, |_| false));
             if matches!(body(r), Body::Weakref(_)) {
                 detach_weakref(s, r);
             }
         });
-        taken.into_iter().for_each(|t| decref(g, t));
+        // Released as taken out: only untracked objects die here (every
+        // tracked one has the extra count taken above).
+        clear_releasing(g, r, uid, |t| decref(g, t));
     }
     for &r in &all {
         // Every object is freed here: what a body still refers to is freed

@@ -1187,14 +1187,11 @@ impl<'i> Obj<'i> {
             Body::Dict(_) => {}
             _ => return Err(self.type_error("clear needs a list or dict")),
         }
-        let mut out = Vec::new();
-        take_refs(self.raw, self.g.interpreter().rec.gc.uid(), &mut out);
-        // SAFETY: no reference into the body is alive; nothing runs between.
-        if let Body::Dict(d) = unsafe { body_mut(self.raw) } {
-            // SAFETY: the table came from this interpreter's heap; GIL held.
-            unsafe { d.free_in(self.g.heap()) };
-        }
-        out.into_iter().for_each(|r| decref(self.g, r));
+        // The buffer or table moved out first (the object is empty from
+        // here, as CPython's `list.clear` / `dict.clear` leave it), then its
+        // references released from it: no worklist of all of them.
+        let g = self.g;
+        super::clear_releasing(g, self.raw, g.interpreter().rec.gc.uid(), |r| decref(g, r));
         Ok(())
     }
 
