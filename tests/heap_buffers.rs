@@ -204,3 +204,55 @@ fn closures_captured_references_and_embedder_values_are_heap_blocks() {
     let panics = report.gc_errors.iter().filter(|e| e.to_string().contains("drop panicked")).count();
     assert_eq!(panics, 2, "{:?}", report.gc_errors);
 }
+
+#[test]
+fn class_bases_mro_and_shared_keys_are_heap_buffers() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let i = rt.create(InterpreterConfig::isolated()).unwrap();
+    i.with_gil(|g| {
+        g.gc_disable();
+        // A chain of 60 classes: the last one's MRO has 60 entries.
+        let mut chain = vec![g.new_class("C0", &[]).unwrap()];
+        for k in 1..60 {
+            let c = g.new_class(&format!("C{k}"), std::slice::from_ref(chain.last().unwrap())).unwrap();
+            chain.push(c);
+        }
+        let before = g.memory_stats().bytes_in_use;
+        let deep = g.new_class("Deep", std::slice::from_ref(chain.last().unwrap())).unwrap();
+        let grown = g.memory_stats().bytes_in_use - before;
+        assert!(grown >= 61 * 8, "the 61-entry MRO is in the heap: {grown} bytes");
+        assert_eq!(deep.mro().unwrap().len(), 62);
+        // Shared keys too: 30 names learnt by the class.
+        let before = g.memory_stats().bytes_in_use;
+        for k in 0..30 {
+            let o = deep.call(&[]).unwrap();
+            for j in 0..=k {
+                o.setattr(&format!("k{j}"), &o).unwrap();
+            }
+            for j in 0..=k {
+                o.delattr(&format!("k{j}")).unwrap();
+            }
+        }
+        assert!(g.memory_stats().bytes_in_use >= before + 30 * 8);
+        // Under the limit: deep classes until a MemoryError, nothing half-made.
+        drop(deep);
+        g.gc_collect(2).unwrap();
+        let base = g.memory_stats().bytes_in_use;
+        g.set_memory_limit(Some(g.memory_stats().counted_bytes + 64 * 1024)).unwrap();
+        let mut made = Vec::new();
+        let err = loop {
+            match g.new_class("More", std::slice::from_ref(chain.last().unwrap())) {
+                Ok(c) => made.push(c),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.is_memory_error(), "{err}");
+        assert!(made.len() > 10);
+        g.set_memory_limit(None).unwrap();
+        drop(made);
+        g.gc_collect(2).unwrap();
+        assert_eq!(g.memory_stats().bytes_in_use, base, "the refused class left nothing behind");
+    })
+    .unwrap();
+    assert_eq!(i.close().unwrap().leaked.live_blocks, 0);
+}

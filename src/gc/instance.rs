@@ -37,7 +37,7 @@ use super::object::{
     FLAG_ATTR_DICT,
 };
 use super::types::{dict_get_str, type_body, TypeObj};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::mem::InterpHeap;
 use crate::Gil;
 
@@ -194,13 +194,11 @@ fn split_index(g: Gil<'_>, r: Raw, name: &str) -> Result<Option<usize>> {
     }
     let key = g.intern(name)?;
     // SAFETY: the class's body is not borrowed here (`t` is not used again)
-    // and nothing below runs user code.
+    // and nothing below runs user code (a refused push drops `key`, an
+    // interned str, after the borrow).
     let Body::Type(t) = (unsafe { body_mut(class) }) else { return Ok(None) };
-    if t.keys.try_reserve(1).is_err() {
-        let in_use = g.memory_stats().counted_bytes;
-        return Err(Error::MemoryError { id: g.id(), requested: std::mem::size_of::<Raw>(), in_use, limit: in_use });
-    }
-    t.keys.push(key.into_raw());
+    t.keys.push(g.heap(), key.raw())?;
+    std::mem::forget(key); // its reference is the class's now
     Ok((n < vals.len()).then_some(n))
 }
 
@@ -282,7 +280,7 @@ pub(crate) fn materialize(g: Gil<'_>, r: Raw) -> Result<()> {
     let heap = g.heap();
     // SAFETY: no reference into the ext box is alive; the borrow ends here.
     unsafe { ensure_ext(heap, r) }?;
-    let keys: &[Raw] = type_body(class_of(r)).map_or(&[], |t| &t.keys);
+    let keys: &[Raw] = type_body(class_of(r)).map_or(&[], |t| t.keys.as_slice());
     let mut d = Dict::new();
     let rollback = |d: &mut Dict| {
         // Each key and value is still held by the class and the instance:

@@ -667,9 +667,12 @@ fn take_object_refs(g: Gil<'_>, body: Body, out: &mut Vec<Raw>) {
             // SAFETY: the body's box came from this interpreter's heap; the
             // GIL is held (likewise for every box below).
             let mut t = unsafe { t.into_inner_in(heap) };
-            out.append(&mut t.bases);
-            out.append(&mut t.mro);
-            out.append(&mut t.keys);
+            for items in [&mut t.bases, &mut t.mro, &mut t.keys] {
+                out.extend_from_slice(items.as_slice());
+                // SAFETY: the buffer came from this heap; its references
+                // were handed over just now.
+                unsafe { items.free_in(heap) };
+            }
             t.dict.take_all(out);
             // SAFETY: as above.
             unsafe { t.dict.free_in(heap) };
@@ -697,7 +700,12 @@ fn free_boxes(g: Gil<'_>, body: Body) {
     unsafe {
         match body {
             Body::Instance(_) => {} // its inline parts: `instance::Parts::free`
-            Body::Type(b) => b.free_in(heap),
+            Body::Type(b) => {
+                let mut t = b.into_inner_in(heap);
+                t.bases.free_in(heap);
+                t.mro.free_in(heap);
+                t.keys.free_in(heap);
+            }
             Body::Method(b) => b.free_in(heap),
             Body::Module(b) => b.free_in(heap),
             Body::Code(b) => {
@@ -793,11 +801,14 @@ fn clear_releasing(g: Gil<'_>, r: Raw, uid: u64, mut f: impl FnMut(Raw)) {
         Body::Instance(_) => instance::clear_each(g, r, f),
         Body::Type(t) => {
             // Bases and MRO stay (as `take_refs`): released when it is freed.
-            let (mut d, keys) = (std::mem::take(&mut t.dict), std::mem::take(&mut t.keys));
+            let (mut d, mut keys) = (std::mem::take(&mut t.dict), t.keys.take());
             d.traverse(&mut f);
+            keys.as_slice().iter().for_each(|&k| f(k));
             // SAFETY: as for the buffer above.
-            unsafe { d.free_in(heap) };
-            keys.into_iter().for_each(f);
+            unsafe {
+                d.free_in(heap);
+                keys.free_in(heap);
+            }
         }
         _ => {
             let mut taken = Vec::new();

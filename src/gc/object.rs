@@ -24,9 +24,9 @@
 //! code objects, weakrefs, an instance's ext box) are heap boxes (`hbox.rs`,
 //! freed explicitly as the buffers are); an embedder value and a native
 //! function's closure are heap blocks behind a thin pointer (`hdyn.rs`),
-//! a function's captured references a heap buffer. Still system-allocator
-//! memory: per-class and per-function metadata (names, bases/MRO arrays,
-//! a class's shared-key array, code constants and extra slots).
+//! a function's captured references and a class's bases, MRO and shared
+//! keys heap buffers. Still system-allocator memory: class and function
+//! names, code constants and extra slots.
 
 use std::cell::{Cell, UnsafeCell};
 use std::mem::size_of;
@@ -558,7 +558,7 @@ pub(crate) fn traverse(r: Raw, uid: u64, f: &mut impl FnMut(Raw)) {
             super::instance::traverse_inline(r, f);
         }
         Body::Type(t) => {
-            t.bases.iter().chain(&t.mro).for_each(|&b| f(b));
+            t.bases.iter().chain(t.mro.iter()).for_each(|&b| f(b));
             t.dict.traverse(f);
         }
         Body::Method(m) => {
@@ -614,7 +614,9 @@ pub(crate) fn take_refs(r: Raw, uid: u64, out: &mut Vec<Raw>) {
             // dict (strs: an instance of it whose values outlive them just
             // has no named attributes left).
             t.dict.take_all(out);
-            out.append(&mut t.keys);
+            // (The keys' buffer stays with the class, freed with it.)
+            out.extend_from_slice(t.keys.as_slice());
+            t.keys.clear_len();
         }
         // A bound method and a module keep their references until freed
         // (CPython's `meth_clear` / `module_clear` clear the dict only):

@@ -22,7 +22,9 @@
 
 use super::hbox::HBox;
 use super::instance;
-use super::object::{body, body_mut, decref, has_flag, incref, kind_of, set_flag, Body, Dict, Obj, Raw, FLAG_SPECIAL};
+use super::object::{
+    body, body_mut, decref, has_flag, incref, kind_of, set_flag, Body, Dict, Items, Obj, Raw, SeqKind, FLAG_SPECIAL,
+};
 use super::{st, Kind};
 use crate::error::{Error, Result};
 use crate::Gil;
@@ -30,17 +32,18 @@ use crate::Gil;
 /// The body of a type object.
 pub(crate) struct TypeObj {
     pub(crate) name: Box<str>,
-    /// Strong references.
-    pub(crate) bases: Vec<Raw>,
-    /// The MRO after the type itself (strong references).
-    pub(crate) mro: Vec<Raw>,
+    /// Strong references, in a heap buffer (a tuple's `Items`).
+    pub(crate) bases: Items,
+    /// The MRO after the type itself (strong references, a heap buffer).
+    pub(crate) mro: Items,
     pub(crate) dict: Dict,
     /// For the type object of a built-in kind.
     pub(crate) builtin: Option<Kind>,
     /// The attribute names its instances share (interned strs, strong
-    /// references; at most `instance::SHARED_KEYS_MAX`): an instance's
-    /// inline value `i` is its attribute named `keys[i]` (`instance.rs`).
-    pub(crate) keys: Vec<Raw>,
+    /// references, a heap buffer; at most `instance::SHARED_KEYS_MAX`): an
+    /// instance's inline value `i` is its attribute named `keys[i]`
+    /// (`instance.rs`).
+    pub(crate) keys: Items,
 }
 
 /// A function bound to an object (`instance.method`).
@@ -90,7 +93,7 @@ fn mro_lookup(t: Raw, name: &str) -> Option<Raw> {
 
 /// Whether type `t` is `c` or has it in its MRO.
 pub(crate) fn is_subtype(t: Raw, c: Raw) -> bool {
-    t == c || type_body(t).is_some_and(|tb| tb.mro.contains(&c))
+    t == c || type_body(t).is_some_and(|tb| tb.mro.as_slice().contains(&c))
 }
 
 /// C3 linearization of `bases` (each a type): the MRO after the new type.
@@ -99,7 +102,7 @@ fn c3(bases: &[Raw]) -> Result<Vec<Raw>> {
         .iter()
         .map(|&b| {
             let mut s = vec![b];
-            s.extend(type_body(b).map(|tb| tb.mro.clone()).unwrap_or_default());
+            s.extend(type_body(b).map(|tb| tb.mro.as_slice().to_vec()).unwrap_or_default());
             s
         })
         .collect();
@@ -226,15 +229,41 @@ impl<'i> Gil<'i> {
     fn make_type(&self, name: &str, bases: &[Obj<'i>], builtin: Option<Kind>) -> Result<Obj<'i>> {
         let raws: Vec<Raw> = bases.iter().map(|b| b.raw()).collect();
         let mro = c3(&raws)?;
-        let slot = HBox::slot_in(self.heap())?;
-        mro.iter().for_each(|&r| incref(r));
+        let heap = self.heap();
+        // The heap blocks first, before any reference is taken: a refusal
+        // gives back what was taken and leaves nothing to undo.
+        let mut mro_items = Items::with_capacity(SeqKind::Tuple, heap, mro.len())?;
+        let mut base_items = match Items::with_capacity(SeqKind::Tuple, heap, raws.len()) {
+            Ok(items) => items,
+            Err(e) => {
+                // SAFETY: an empty buffer of this heap (or none); GIL held.
+                unsafe { mro_items.free_in(heap) };
+                return Err(e);
+            }
+        };
+        let slot = match HBox::slot_in(heap) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // SAFETY: as above.
+                unsafe {
+                    mro_items.free_in(heap);
+                    base_items.free_in(heap);
+                }
+                return Err(e);
+            }
+        };
+        for &r in &mro {
+            incref(r);
+            mro_items.push_within(r);
+        }
+        bases.iter().for_each(|b| base_items.push_within(b.clone().into_raw()));
         let t = TypeObj {
             name: name.into(),
-            bases: bases.iter().map(|b| b.clone().into_raw()).collect(),
-            mro,
+            bases: base_items,
+            mro: mro_items,
             dict: Dict::default(),
             builtin,
-            keys: Vec::new(),
+            keys: Items::new(SeqKind::Tuple),
         };
         self.new_obj_pub(Body::Type(slot.write(t)))
     }
