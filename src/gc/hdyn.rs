@@ -97,13 +97,53 @@ impl<D: ?Sized> HDyn<D> {
         // The block's size: the fat pointer, then the value at its alignment.
         // SAFETY: the value is initialized (`new_in`).
         let (size, align) = unsafe { (size_of_val(fat.as_ref()), align_of_val(fat.as_ref())) };
-        // As `repr(C)` lays out `Block`: the value after the 16-byte pointer,
-        // at its alignment; the whole rounded to the larger alignment.
-        let offset = size_of::<NonNull<D>>().next_multiple_of(align);
-        let total = (offset + size).next_multiple_of(align.max(align_of::<NonNull<D>>()));
+        let total = block_size::<D>(size, align);
         let _free = FreeOnExit { heap, block: self.block.cast(), small: total <= SMALL_REQUEST_THRESHOLD };
         // SAFETY: the value is initialized, owned by this `HDyn` (consumed),
         // and dropped exactly once; the block is freed after, by `_free`.
         unsafe { std::ptr::drop_in_place(fat.as_ptr()) };
+    }
+}
+
+/// The size of the `Block` of a value of `size` and `align` (what `new_in`
+/// allocated: `size_of::<Block<T, D>>()`), as `repr(C)` lays it out: the
+/// value after the fat pointer at its alignment, the whole rounded to the
+/// larger alignment. It picks the free path (small or large), so it must
+/// agree with `size_of` exactly (`tests::block_size_matches_the_layout`).
+fn block_size<D: ?Sized>(size: usize, align: usize) -> usize {
+    let offset = size_of::<NonNull<D>>().next_multiple_of(align);
+    (offset + size).next_multiple_of(align.max(align_of::<NonNull<D>>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Debug;
+
+    fn check<T>() {
+        assert_eq!(
+            block_size::<dyn Debug>(size_of::<T>(), align_of::<T>()),
+            size_of::<Block<T, dyn Debug>>(),
+            "{}",
+            std::any::type_name::<T>()
+        );
+    }
+
+    #[repr(align(16))]
+    struct A16(#[allow(dead_code)] [u8; 17]);
+
+    #[test]
+    fn block_size_matches_the_layout() {
+        check::<()>();
+        check::<u8>();
+        check::<[u8; 3]>();
+        check::<u64>();
+        check::<(u8, u64)>();
+        check::<[u8; 495]>();
+        check::<[u8; 496]>();
+        check::<[u8; 497]>();
+        check::<[u64; 62]>();
+        check::<A16>();
+        check::<[A16; 30]>();
     }
 }
