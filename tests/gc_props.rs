@@ -99,7 +99,7 @@ fn check(g: Gil<'_>, graph: &Graph) -> Result<(), TestCaseError> {
     // The class of the instance nodes (and `object`), the atoms, the intern
     // table and the class's shared keys exist before the baseline: they are
     // the interpreter's, not the graph's.
-    common::warm_instance_graphs(g, "N", 3 * 40);
+    let _names = common::warm_instance_graphs(g, "N", 3 * 40);
     g.gc_collect(2).unwrap();
     let base = g.memory_stats().bytes_in_use;
     let classes: usize = g.gc_generation_sizes().iter().sum();

@@ -216,7 +216,7 @@ fn run(graph: &Graph) -> Result<(), TestCaseError> {
         }
         // The instance nodes' class is the interpreter's (kept until close),
         // so are the shared atoms, the intern table and the class's keys.
-        common::warm_instance_graphs(g, "N", 3 * 24);
+        let _names = common::warm_instance_graphs(g, "N", 3 * 24);
         g.gc_collect(2).unwrap();
         let base = g.memory_stats().bytes_in_use;
         let mut to_close = Vec::new();
