@@ -575,14 +575,24 @@ fn free_then_release(g: Gil<'_>, r: Raw, flags: u32) {
         unsafe { items.free_in(g.heap()) };
         return;
     }
-    // An instance's inline values and ext box, moved out with the body.
-    let parts = matches!(body(r), Body::Instance(_)).then(|| instance::Parts::read_out(r));
+    if let Body::Instance(_) = body(r) {
+        return free_then_release_instance(g, r, flags);
+    }
     // SAFETY: as above; the whole body is read out exactly once.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
-    if let Some(p) = parts {
-        p.release(g);
-    }
+    release_body(g, body);
+}
+
+/// `free_then_release` for an instance: its inline values and ext box moved
+/// out with the body (out of line, as `free_instance`).
+#[inline(never)]
+fn free_then_release_instance(g: Gil<'_>, r: Raw, flags: u32) {
+    let parts = instance::Parts::read_out(r);
+    // SAFETY: as in `free_then_release`: read out once, the block freed next.
+    let body = unsafe { std::ptr::read(head(r).body.get()) };
+    free_block(g, r, flags);
+    parts.release(g);
     release_body(g, body);
 }
 
@@ -779,19 +789,30 @@ fn dealloc_special(g: Gil<'_>, r: Raw) {
 /// `r` is borrowed while it runs. Other bodies go through `take_refs` (an
 /// embedder's `Trace::clear` behind the catch-unwind boundary, a panic
 /// reported).
+#[inline(always)]
 fn clear_releasing(g: Gil<'_>, r: Raw, uid: u64, mut f: impl FnMut(Raw)) {
+    // The common case inline (a collection of lists); the rest out of line.
+    // SAFETY: no reference into the body is alive; moving the buffer out
+    // runs no user code, and the borrow ends before `f` runs.
+    if let Body::Seq(items) = unsafe { body_mut(r) } {
+        let mut items = items.take();
+        // The buffer is this local's alone: `f`'s user code cannot reach it.
+        items.as_slice().iter().for_each(|&c| f(c));
+        // SAFETY: the buffer came from this interpreter's heap; GIL held;
+        // its references were handed over above and are not read again.
+        unsafe { items.free_in(g.heap()) };
+        return;
+    }
+    clear_releasing_other(g, r, uid, f);
+}
+
+/// `clear_releasing` for every body but a list's or tuple's.
+#[inline(never)]
+fn clear_releasing_other(g: Gil<'_>, r: Raw, uid: u64, mut f: impl FnMut(Raw)) {
     let heap = g.heap();
-    // SAFETY: no reference into the body is alive; moving a buffer or a
-    // table out runs no user code, and the borrow ends before `f` runs.
+    // SAFETY: as in `clear_releasing`.
     match unsafe { body_mut(r) } {
-        Body::Seq(items) => {
-            let mut items = items.take();
-            // The buffer is this local's alone: `f`'s user code cannot reach it.
-            items.as_slice().iter().for_each(|&c| f(c));
-            // SAFETY: the buffer came from this interpreter's heap; GIL held;
-            // its references were handed over above and are not read again.
-            unsafe { items.free_in(heap) };
-        }
+        Body::Seq(_) => unreachable!("lists and tuples are cleared inline"),
         Body::Dict(d) => {
             let mut d = std::mem::take(d);
             d.traverse(&mut f);
@@ -872,31 +893,48 @@ fn free_obj(g: Gil<'_>, r: Raw, kept: Option<&mut Vec<Raw>>) {
     // SAFETY: the object is dead and nothing refers to it (no borrow of its
     // body is alive); its item buffer came from this interpreter's heap.
     match unsafe { body_mut(r) } {
-        // SAFETY: as above; the GIL is held.
-        Body::Seq(items) => unsafe { items.free_in(g.heap()) },
-        // A dict's table, as a list's buffer (its references were taken out).
-        // SAFETY: as above.
-        Body::Dict(d) => unsafe { d.free_in(g.heap()) },
+        // A list's or tuple's buffer, a dict's table: their references were
+        // taken out, and the body owns nothing else (no body to read out).
+        Body::Seq(items) => {
+            // SAFETY: as above; the GIL is held.
+            unsafe { items.free_in(g.heap()) };
+            return free_block(g, r, flags);
+        }
+        Body::Dict(d) => {
+            // SAFETY: as above.
+            unsafe { d.free_in(g.heap()) };
+            return free_block(g, r, flags);
+        }
         // SAFETY: as above.
         Body::Type(t) => unsafe { t.dict.free_in(g.heap()) },
+        Body::Instance(_) => return free_instance(g, r, flags, kept),
         _ => {}
     }
-    let parts = matches!(body(r), Body::Instance(_)).then(|| instance::Parts::read_out(r));
     // SAFETY: the object is dead and nothing refers to it; its body is read
     // out exactly once, and the block is freed right after.
     let body = unsafe { std::ptr::read(head(r).body.get()) };
     free_block(g, r, flags);
     match kept {
+        Some(kept) => take_object_refs(g, body, kept),
+        None => free_boxes(g, body),
+    }
+}
+
+/// `free_obj` for an instance: its inline parts moved out with the body
+/// (out of line: the collector's free loops over lists stay small).
+#[inline(never)]
+fn free_instance(g: Gil<'_>, r: Raw, flags: u32, kept: Option<&mut Vec<Raw>>) {
+    let parts = instance::Parts::read_out(r);
+    // SAFETY: as in `free_obj`: read out once, the block freed right after.
+    let body = unsafe { std::ptr::read(head(r).body.get()) };
+    free_block(g, r, flags);
+    match kept {
         Some(kept) => {
-            if let Some(p) = parts {
-                p.push_into(g.heap(), kept);
-            }
+            parts.push_into(g.heap(), kept);
             take_object_refs(g, body, kept)
         }
         None => {
-            if let Some(p) = parts {
-                p.free(g.heap());
-            }
+            parts.free(g.heap());
             free_boxes(g, body)
         }
     }
@@ -1378,8 +1416,20 @@ fn delete_garbage(g: Gil<'_>, tentative: &[Raw], target: usize) -> usize {
         // From here `r` is cleared: its `slot` is exactly `TAG_DETACHED`,
         // which tells `release_cleared_aware` that it may be freed directly.
         // Its references released as they are taken out (no worklist of
-        // all of them for the big containers).
-        clear_releasing(g, r, uid, |c| freed += release_cleared_aware(g, c, &mut taken));
+        // all of them for the big containers). A list or tuple, the common
+        // case, inline here: this loop is the garbage shape's hot path.
+        // SAFETY: no reference into the body is alive; taking the items
+        // out runs no user code, and the borrow ends with it.
+        if let Body::Seq(items) = unsafe { body_mut(r) } {
+            let mut items = items.take();
+            for &c in items.as_slice() {
+                freed += release_cleared_aware(g, c, &mut taken);
+            }
+            // SAFETY: the buffer came from this interpreter's heap; GIL held.
+            unsafe { items.free_in(g.heap()) };
+        } else {
+            clear_releasing(g, r, uid, |c| freed += release_cleared_aware(g, c, &mut taken));
+        }
         // What the releases above left to release.
         while let Some(c) = taken.pop() {
             freed += release_cleared_aware(g, c, &mut taken);
