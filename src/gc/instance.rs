@@ -33,8 +33,8 @@ use std::ptr::NonNull;
 use super::dict::Dict;
 use super::hbox::HBox;
 use super::object::{
-    body, body_mut, decref, has_flag, head, incref, inline_data, key_hash, set_flag, str_data_of, Body, Raw,
-    FLAG_ATTR_DICT,
+    body, body_mut, decref, has_flag, head, incref, inline_data, key_hash, set_flag, settle_dict_set, str_data_of,
+    Body, Raw, FLAG_ATTR_DICT,
 };
 use super::types::{dict_get_str, type_body, TypeObj};
 use crate::error::Result;
@@ -225,21 +225,7 @@ pub(crate) fn set_own<'i>(g: Gil<'i>, r: Raw, name: &str, value: &super::object:
         Some(e) => e.dict.set(g.heap(), hash, k, v),
         None => Ok(Some((k, v))), // not reached: a dict layout has an ext
     };
-    match res {
-        Ok(displaced) => {
-            if let Some((a, b)) = displaced {
-                decref(g, a);
-                decref(g, b);
-            }
-            Ok(())
-        }
-        Err(e) => {
-            // Nothing changed: the references are given back.
-            decref(g, k);
-            decref(g, v);
-            Err(e)
-        }
-    }
+    settle_dict_set(g, res, k, v)
 }
 
 /// `delattr` on an instance: whether it had the attribute.

@@ -401,6 +401,27 @@ pub(crate) fn set_flag(r: Raw, f: u32, on: bool) {
     h.flags.set(if on { v | f } else { v & !f });
 }
 
+/// Finishes a `Dict::set` of `(k, v)`, references the caller took for it:
+/// releases the pair it displaced, or, when it failed, gives `k` and `v`
+/// back (the dict is unchanged). Call it after the borrow of the dict ended:
+/// the releases may run user code.
+pub(crate) fn settle_dict_set(g: Gil<'_>, res: Result<Option<(Raw, Raw)>>, k: Raw, v: Raw) -> Result<()> {
+    match res {
+        Ok(displaced) => {
+            if let Some((a, b)) = displaced {
+                decref(g, a);
+                decref(g, b);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            decref(g, k);
+            decref(g, v);
+            Err(e)
+        }
+    }
+}
+
 /// Takes one reference (saturating: see `REFCNT_IMMORTAL`).
 #[inline(always)]
 pub(crate) fn incref(r: Raw) {
@@ -1249,20 +1270,7 @@ impl<'i> Obj<'i> {
         // SAFETY: `set` runs no user code (the heap's limiter hook gets no
         // `Gil`); references are released after the borrow ends.
         let displaced = unsafe { self.dict_mut() }.and_then(|d| d.set(self.g.heap(), hash, k, v));
-        match displaced {
-            Ok(Some((a, b))) => {
-                decref(self.g, a);
-                decref(self.g, b);
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(e) => {
-                // Nothing changed: the references are given back.
-                decref(self.g, k);
-                decref(self.g, v);
-                Err(e)
-            }
-        }
+        settle_dict_set(self.g, displaced, k, v)
     }
 
     /// `self.get(key)` for a dict (Python equality, as in

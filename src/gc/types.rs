@@ -703,21 +703,7 @@ impl<'i> Obj<'i> {
             Some(d) => d.set(g.heap(), hash, k, v),
             None => Ok(Some((k, v))),
         };
-        match res {
-            Ok(displaced) => {
-                if let Some((a, b)) = displaced {
-                    decref(g, a);
-                    decref(g, b);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Nothing changed: the references are given back.
-                decref(g, k);
-                decref(g, v);
-                Err(e)
-            }
-        }
+        super::object::settle_dict_set(g, res, k, v)
     }
 
     /// `delattr(self, name)` on an instance, class or module. Errors:
